@@ -1,0 +1,36 @@
+"""Packaging for was-twisted (the twistd plugin rides along in ``twisted.plugins``)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="was-twisted",
+    version="0.1.0",
+    description="A Twisted server for Wallet Attached Storage (WAS)",
+    long_description=open("README.rst", encoding="utf-8").read(),
+    long_description_content_type="text/x-rst",
+    python_requires=">=3.11",
+    packages=[*find_packages(include=["was_twisted", "was_twisted.*"]), "twisted.plugins"],
+    package_data={"twisted.plugins": ["was_plugin.py"]},
+    install_requires=[
+        "twisted>=24.7",
+        "klein>=24.8",
+        "cryptography>=42",
+        "base58>=2.1",
+    ],
+    extras_require={
+        "s3": ["boto3>=1.34"],
+        "test": [
+            "pytest>=8",
+            "pytest-twisted>=1.14",
+            "treq>=24.9",
+            "wallet-attached-storage-client>=0.2",
+            "httpx>=0.27",
+        ],
+        "dev": ["mypy>=1.10", "mypy-zope>=1.0", "ruff>=0.5"],
+    },
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: MIT License",
+    ],
+)

@@ -1,0 +1,1 @@
+"""Authentication and authorization: who asks, and may they?"""

@@ -1,0 +1,82 @@
+"""One frozen ``Settings``, built from the environment the existing server reads.
+
+Every invalid value stops start-up with one sentence naming the variable, so
+an operator never finds out about a typo from a failing request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+BACKENDS = ("filesystem", "memory")
+PROFILES = ("spec", "legacy")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message is one sentence naming the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to start, validated."""
+
+    backend: str = "filesystem"
+    root_dir: str = "./was_data"
+    profile: str = "spec"
+    max_signature_lifetime: int = 3600
+    clock_skew: int = 300
+    threads: int = 16
+    max_backlog: int = 256
+    access_log: bool = True
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}.") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, not {value}.")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {env.get(name)!r}.")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be on or off, not {env.get(name)!r}.")
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate ``WAS_*`` variables (the existing server's names where it has them)."""
+    env = os.environ if env is None else env
+    backend = _choice(env, "WAS_STORAGE_BACKEND", "filesystem", BACKENDS)
+    root_dir = env.get("WAS_STORAGE_ROOT_DIR", "").strip() or "./was_data"
+    if backend == "filesystem" and "\0" in root_dir:
+        raise ConfigError("WAS_STORAGE_ROOT_DIR must be a directory path.")
+    return Settings(
+        backend=backend,
+        root_dir=root_dir,
+        profile=_choice(env, "WAS_PROFILE", "spec", PROFILES),
+        max_signature_lifetime=_int(env, "WAS_MAX_SIGNATURE_LIFETIME", 3600, 1, 7 * 24 * 3600),
+        clock_skew=_int(env, "WAS_CLOCK_SKEW", 300, 0, 3600),
+        threads=_int(env, "WAS_THREADS", 16, 1, 256),
+        max_backlog=_int(env, "WAS_MAX_BACKLOG", 256, 1, 100_000),
+        access_log=_flag(env, "WAS_ACCESS_LOG", True),
+    )

@@ -1,0 +1,75 @@
+"""Domain errors raised by operations and auth; ``web/problems.py`` maps them to HTTP.
+
+Each class names one kind of failure from the spec's error-type registry (or
+one of our documented extensions), so the HTTP edge needs one table only.
+"""
+
+from __future__ import annotations
+
+
+class WASError(Exception):
+    """Base of every error a client may be told about.
+
+    ``detail`` is safe to send to the client; ``pointer`` is a JSON pointer
+    into the request body (``#/controller``) when the error is about a field.
+    """
+
+    def __init__(self, detail: str = "", pointer: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.pointer = pointer
+
+
+class NotFound(WASError):
+    """The target is absent, or the caller may not know whether it exists."""
+
+
+class InvalidId(WASError):
+    """A space id or resource path is not URL-safe, or is too long."""
+
+
+class InvalidRequestBody(WASError):
+    """The request body is missing, not JSON, or has a wrong member."""
+
+
+class ControllerMismatch(WASError):
+    """A space create is not signed by the body's controller."""
+
+
+class MissingAuthorization(WASError):
+    """No Authorization header where one is required (and saying so leaks nothing)."""
+
+
+class InvalidAuthorization(WASError):
+    """The Authorization header is malformed, expired or does not verify."""
+
+
+class Forbidden(WASError):
+    """Legacy profile only: a valid signature by a DID that is not the controller."""
+
+
+class SpaceExists(WASError):
+    """A create-only request met a space that already exists."""
+
+
+class Unavailable(WASError):
+    """The server is shedding load or storage is briefly unreachable: retry later.
+
+    ``retry_after`` is in seconds.
+    """
+
+    def __init__(self, detail: str = "", retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class StorageFailure(WASError):
+    """Storage failed in a way a retry will not fix (the detail is logged, not sent)."""
+
+
+class MethodNotAllowed(WASError):
+    """The target exists as a route but not for this method; ``allowed`` lists those it has."""
+
+    def __init__(self, allowed: tuple[str, ...]) -> None:
+        super().__init__(f"Allowed methods: {', '.join(allowed)}.")
+        self.allowed = allowed

@@ -1,0 +1,1 @@
+"""Bytes and records at rest: the storage contract and its backends."""

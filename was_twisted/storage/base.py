@@ -1,0 +1,162 @@
+"""The storage contract: records, errors, and the synchronous backend protocol.
+
+Backends are plain synchronous code that knows nothing of Twisted or HTTP.
+``threaded.py`` adapts any of them to the async contract the operations use.
+
+Authorization rules live in ``auth/`` and ``operations.py``, but a blocking
+backend should look a space up and act on it in one call (one thread-pool
+hop).  So every write takes a ``guard``: a pure function that the backend
+calls with the current space record (or ``None``) before it changes
+anything, and that raises to refuse (a space write takes a ``build`` that
+also returns the record to write).  The backend never decides who may act.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+#: Called with the stored space (``None`` when absent) before a write; raises to refuse.
+Guard = Callable[["SpaceRecord | None"], None]
+
+#: Called with the stored space (``None`` when absent); returns the record to write, or raises.
+Builder = Callable[["SpaceRecord | None"], "SpaceRecord"]
+
+#: Content type stored when a write does not say.
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class SpaceRecord:
+    """A space as stored.
+
+    ``space_id`` is the id in the URL and storage key; ``id`` is the body's
+    ``id`` as first written (the real clients send ``urn:uuid:`` + the path
+    id, and the existing server stores and returns that).  ``extra`` keeps
+    members of ``_meta.json`` we do not know, so a rewrite loses nothing.
+    """
+
+    space_id: str
+    id: str
+    controller: str
+    name: str | None = None
+    created_by: str | None = None
+    extra: dict[str, object] = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> dict[str, object]:
+        """The ``_meta.json`` document (the existing server's members first)."""
+        doc: dict[str, object] = dict(self.extra)
+        doc["id"] = self.id
+        doc["controller"] = self.controller
+        if self.name is not None:
+            doc["name"] = self.name
+        if self.created_by is not None:
+            doc["createdBy"] = self.created_by
+        return doc
+
+    @classmethod
+    def from_json(cls, space_id: str, doc: dict[str, object]) -> SpaceRecord:
+        """Read a ``_meta.json`` document; unknown members go to ``extra``."""
+        known = {"id", "controller", "name", "createdBy"}
+        name = doc.get("name")
+        created_by = doc.get("createdBy")
+        return cls(
+            space_id=space_id,
+            id=str(doc.get("id", space_id)),
+            controller=str(doc["controller"]),
+            name=name if isinstance(name, str) else None,
+            created_by=created_by if isinstance(created_by, str) else None,
+            extra={k: v for k, v in doc.items() if k not in known},
+        )
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    """What is known of a stored resource without reading its bytes."""
+
+    content_type: str
+    size: int
+    etag: str | None = None
+
+
+@dataclass
+class StoredResource:
+    """An open resource: its metadata and a readable binary body.
+
+    The caller must close ``body``; bytes are read in chunks, never whole.
+    """
+
+    info: ResourceInfo
+    body: BinaryIO
+
+
+class StorageError(Exception):
+    """Storage failed; the message is for the log, not the client."""
+
+
+class SpaceMissing(StorageError):
+    """A resource write into a space that does not exist (and the guard let it through)."""
+
+
+class KeyTooLong(StorageError):
+    """The backend cannot store a key this long (e.g. a file name over 255 bytes)."""
+
+
+class StorageBusy(StorageError):
+    """Storage throttled us or is briefly down: the client should retry."""
+
+
+class Backend(Protocol):
+    """A synchronous storage backend.  Every method may block.
+
+    Resource ``path`` is the decoded path under the space with a leading
+    ``/`` (``/notes/a.txt``), as the existing server keys it.
+    """
+
+    def get_space(self, space_id: str) -> SpaceRecord | None:
+        """The space, or ``None``."""
+        ...
+
+    def put_space(self, space_id: str, build: Builder) -> tuple[bool, SpaceRecord]:
+        """Create or replace a space with ``build(current)``; (created?, the record written).
+
+        ``build`` raises to refuse.  Calling it and writing its record are
+        atomic with respect to other writers of the same space in this
+        process (and, where the store allows, across processes).
+        """
+        ...
+
+    def delete_space(self, space_id: str, guard: Guard) -> bool:
+        """Delete a space and all its resources after ``guard(current)``; True if it existed."""
+        ...
+
+    def list_spaces(self, controller: str) -> list[SpaceRecord]:
+        """The spaces whose controller is ``controller``, sorted by ``space_id``."""
+        ...
+
+    def read_resource(self, space_id: str, path: str) -> tuple[SpaceRecord | None, StoredResource | None]:
+        """The space and the open resource (each ``None`` when absent), in one call."""
+        ...
+
+    def write_resource(
+        self, space_id: str, path: str, body: BinaryIO, content_type: str, guard: Guard
+    ) -> ResourceInfo:
+        """Store ``body`` (read to its end) after ``guard(space)`` passes.
+
+        Raises ``SpaceMissing`` if the space is absent and the guard allowed it.
+        A reader sees the old bytes or the new ones, never a mix.
+        """
+        ...
+
+    def delete_resource(self, space_id: str, path: str, guard: Guard) -> bool:
+        """Delete one resource after ``guard(space)``; True if it existed."""
+        ...
+
+    def list_resources(self, space_id: str, prefix: str, guard: Guard) -> list[tuple[str, ResourceInfo]]:
+        """Resources whose path starts with ``prefix``, sorted by path, after ``guard(space)``."""
+        ...
+
+    def close(self) -> None:
+        """Release connections or handles."""
+        ...

@@ -1,0 +1,140 @@
+"""An in-memory backend: for tests and throwaway servers, where nothing must survive a restart."""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO
+
+from was_twisted.storage.base import (
+    DEFAULT_CONTENT_TYPE,
+    Backend,
+    Builder,
+    Guard,
+    ResourceInfo,
+    SpaceMissing,
+    SpaceRecord,
+    StoredResource,
+)
+
+__all__ = ["MemoryBackend"]
+
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class _Resource:
+    """One stored resource; immutable so a reader holding it never sees a later write."""
+
+    data: bytes
+    content_type: str
+    etag: str
+
+
+class MemoryBackend:
+    """A ``Backend`` kept in dicts.
+
+    One lock covers every mutation, so a guard and the write it allows are
+    atomic.  Reads take the same lock only long enough to pick up immutable
+    values, so a reader sees the old resource or the new one, never a mix.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spaces: dict[str, SpaceRecord] = {}
+        self._resources: dict[str, dict[str, _Resource]] = {}
+        self._generation = 0
+
+    def _next_etag(self) -> str:
+        """A fresh strong etag; a counter changes on every write, whatever the bytes (lock held)."""
+        self._generation += 1
+        return f'"m{self._generation:x}"'
+
+    def get_space(self, space_id: str) -> SpaceRecord | None:
+        """The space, or ``None``."""
+        with self._lock:
+            return self._spaces.get(space_id)
+
+    def put_space(self, space_id: str, build: Builder) -> tuple[bool, SpaceRecord]:
+        """Write ``build(current)``; (created?, record).  Resources of a replaced space stay."""
+        with self._lock:
+            current = self._spaces.get(space_id)
+            record = build(current)
+            if record.space_id != space_id:
+                raise ValueError(f"built record is for {record.space_id!r}, not {space_id!r}")
+            self._spaces[space_id] = record
+            self._resources.setdefault(space_id, {})
+            return current is None, record
+
+    def delete_space(self, space_id: str, guard: Guard) -> bool:
+        """Delete a space and its resources after ``guard(current)``; True if it existed."""
+        with self._lock:
+            current = self._spaces.get(space_id)
+            guard(current)
+            if current is None:
+                return False
+            del self._spaces[space_id]
+            self._resources.pop(space_id, None)
+            return True
+
+    def list_spaces(self, controller: str) -> list[SpaceRecord]:
+        """The spaces whose controller is ``controller``, sorted by ``space_id``."""
+        with self._lock:
+            found = [r for r in self._spaces.values() if r.controller == controller]
+        return sorted(found, key=lambda r: r.space_id)
+
+    def read_resource(self, space_id: str, path: str) -> tuple[SpaceRecord | None, StoredResource | None]:
+        """The space and the resource as a fresh ``BytesIO`` (each ``None`` when absent)."""
+        with self._lock:
+            space = self._spaces.get(space_id)
+            if space is None:
+                return None, None
+            res = self._resources.get(space_id, {}).get(path)
+        if res is None:
+            return space, None
+        info = ResourceInfo(content_type=res.content_type, size=len(res.data), etag=res.etag)
+        return space, StoredResource(info, io.BytesIO(res.data))
+
+    def write_resource(
+        self, space_id: str, path: str, body: BinaryIO, content_type: str, guard: Guard
+    ) -> ResourceInfo:
+        """Store ``body`` after ``guard(space)``; ``SpaceMissing`` if the guard let an absent space by."""
+        with self._lock:
+            space = self._spaces.get(space_id)
+            guard(space)
+            if space is None:
+                raise SpaceMissing(f"space {space_id!r} does not exist")
+            buf = bytearray()
+            while chunk := body.read(_CHUNK):
+                buf += chunk
+            res = _Resource(bytes(buf), content_type or DEFAULT_CONTENT_TYPE, self._next_etag())
+            self._resources.setdefault(space_id, {})[path] = res
+            return ResourceInfo(content_type=res.content_type, size=len(res.data), etag=res.etag)
+
+    def delete_resource(self, space_id: str, path: str, guard: Guard) -> bool:
+        """Delete one resource after ``guard(space)``; True if it existed."""
+        with self._lock:
+            space = self._spaces.get(space_id)
+            guard(space)
+            if space is None:
+                return False
+            return self._resources.get(space_id, {}).pop(path, None) is not None
+
+    def list_resources(self, space_id: str, prefix: str, guard: Guard) -> list[tuple[str, ResourceInfo]]:
+        """Resources under ``prefix``, sorted, after ``guard(space)``; empty if the space is absent."""
+        with self._lock:
+            guard(self._spaces.get(space_id))
+            items = [(p, r) for p, r in self._resources.get(space_id, {}).items() if p.startswith(prefix)]
+        items.sort(key=lambda item: item[0])
+        return [(p, ResourceInfo(r.content_type, len(r.data), r.etag)) for p, r in items]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+if TYPE_CHECKING:
+
+    def _conforms(backend: MemoryBackend) -> Backend:
+        """Let mypy check that the class meets the protocol."""
+        return backend

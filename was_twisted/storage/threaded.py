@@ -1,0 +1,185 @@
+"""The async storage contract: any synchronous ``Backend`` run inline or in a bounded pool.
+
+A backend that never blocks (memory) runs inline: a thread hop costs more
+than the work.  A blocking backend (filesystem, s3) runs each call, space
+lookup and action together, in a named ``ThreadPool`` that is a service in
+the tree.  The pool's own queue is unbounded, so ``PoolRunner`` counts calls
+in flight and sheds load with ``Unavailable`` past a limit.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any, BinaryIO, Protocol, TypeVar
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+from ..errors import InvalidId, StorageFailure, Unavailable
+from .base import (
+    Backend,
+    Builder,
+    Guard,
+    KeyTooLong,
+    ResourceInfo,
+    SpaceRecord,
+    StorageBusy,
+    StorageError,
+    StoredResource,
+)
+
+T = TypeVar("T")
+
+#: Bodies up to this size are read in the same call that opens them (one hop).
+SMALL_BODY = 256 * 1024
+#: Chunk size for streaming larger bodies.
+CHUNK = 64 * 1024
+
+
+class Runner(Protocol):
+    """Runs a blocking callable and gives back a Deferred of its result."""
+
+    def __call__(self, f: Callable[..., T], *args: Any) -> defer.Deferred[T]: ...
+
+
+def run_inline(f: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+    """Call ``f`` now, on this thread: for backends that never block, and unit tests."""
+    return defer.maybeDeferred(f, *args)
+
+
+class PoolService(Service):
+    """A named, bounded ``ThreadPool`` started and stopped with the service tree.
+
+    It is stopped after the listeners (it is added to the tree first), so
+    requests in flight finish their storage calls before the pool joins.
+    """
+
+    def __init__(self, name: str, size: int) -> None:
+        self.pool = ThreadPool(minthreads=0, maxthreads=size, name=name)
+
+    def startService(self) -> None:
+        super().startService()
+        self.pool.start()
+
+    def stopService(self) -> defer.Deferred[None] | None:
+        super().stopService()
+        self.pool.stop()
+        return None
+
+
+class PoolRunner:
+    """Runs calls in a thread pool, refusing new ones once ``max_backlog`` are in flight."""
+
+    def __init__(self, reactor: IReactorFromThreads, pool: ThreadPool, max_backlog: int) -> None:
+        self._reactor = reactor
+        self._pool = pool
+        self._max_backlog = max_backlog
+        self.in_flight = 0
+
+    def __call__(self, f: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+        if self.in_flight >= self._max_backlog:
+            return defer.fail(Unavailable("The server is busy; retry shortly.", retry_after=1))
+        self.in_flight += 1
+        d: defer.Deferred[T] = deferToThreadPool(self._reactor, self._pool, f, *args)
+
+        def done(result: Any) -> Any:
+            self.in_flight -= 1
+            return result
+
+        d.addBoth(done)
+        return d
+
+
+def _read_small(backend: Backend, space_id: str, path: str) -> tuple[SpaceRecord | None, StoredResource | None]:
+    """Open a resource and, when small, read it whole in the same pool call."""
+    space, resource = backend.read_resource(space_id, path)
+    if resource is not None and resource.info.size <= SMALL_BODY and not isinstance(resource.body, io.BytesIO):
+        try:
+            data = resource.body.read()
+        finally:
+            resource.body.close()
+        resource = StoredResource(resource.info, io.BytesIO(data))
+    return space, resource
+
+
+class AsyncBody:
+    """A resource body read in chunks, off the reactor unless already in memory."""
+
+    def __init__(self, body: BinaryIO, run: Runner) -> None:
+        self._body = body
+        self._in_memory = isinstance(body, io.BytesIO)
+        self._run = run
+
+    async def read(self, size: int = CHUNK) -> bytes:
+        """The next chunk; ``b""`` at the end."""
+        if self._in_memory:
+            return self._body.read(size)
+        return await self._run(self._body.read, size)
+
+    async def close(self) -> None:
+        """Release the file or connection behind the body."""
+        if self._in_memory:
+            self._body.close()
+        else:
+            await self._run(self._body.close)
+
+
+def _translate(exc: BaseException) -> BaseException:
+    """Turn backend errors into the domain errors the HTTP edge knows."""
+    if isinstance(exc, StorageBusy):
+        return Unavailable("Storage is busy; retry shortly.", retry_after=1)
+    if isinstance(exc, KeyTooLong):
+        return InvalidId("The resource path is too long for this storage backend.")
+    if isinstance(exc, StorageError):
+        return StorageFailure("Storage failed.")
+    return exc
+
+
+class AsyncStorage:
+    """The contract the operations use: one awaitable per backend call."""
+
+    def __init__(self, backend: Backend, run: Runner) -> None:
+        self.backend = backend
+        self._run = run
+
+    async def _call(self, f: Callable[..., T], *args: Any) -> T:
+        try:
+            return await self._run(f, *args)
+        except StorageError as exc:
+            raise _translate(exc) from exc
+
+    async def get_space(self, space_id: str) -> SpaceRecord | None:
+        return await self._call(self.backend.get_space, space_id)
+
+    async def put_space(self, space_id: str, build: Builder) -> tuple[bool, SpaceRecord]:
+        return await self._call(self.backend.put_space, space_id, build)
+
+    async def delete_space(self, space_id: str, guard: Guard) -> bool:
+        return await self._call(self.backend.delete_space, space_id, guard)
+
+    async def list_spaces(self, controller: str) -> list[SpaceRecord]:
+        return await self._call(self.backend.list_spaces, controller)
+
+    async def read_resource(
+        self, space_id: str, path: str
+    ) -> tuple[SpaceRecord | None, ResourceInfo | None, AsyncBody | None]:
+        """The space, and the resource's metadata and open body (``None`` when absent)."""
+        space, resource = await self._call(_read_small, self.backend, space_id, path)
+        if resource is None:
+            return space, None, None
+        return space, resource.info, AsyncBody(resource.body, self._run)
+
+    async def write_resource(
+        self, space_id: str, path: str, body: BinaryIO, content_type: str, guard: Guard
+    ) -> ResourceInfo:
+        return await self._call(self.backend.write_resource, space_id, path, body, content_type, guard)
+
+    async def delete_resource(self, space_id: str, path: str, guard: Guard) -> bool:
+        return await self._call(self.backend.delete_resource, space_id, path, guard)
+
+    async def list_resources(self, space_id: str, prefix: str, guard: Guard) -> list[tuple[str, ResourceInfo]]:
+        return await self._call(self.backend.list_resources, space_id, prefix, guard)

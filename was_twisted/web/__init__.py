@@ -1,0 +1,1 @@
+"""The HTTP edge: Klein routes, problem documents, streaming."""

@@ -1,0 +1,261 @@
+"""Klein routes: parse a request into plain values, call one operation, render its result.
+
+Paths under ``/space/`` are taken from the raw request URI and decoded
+exactly once here, so ``a%2Fb``, ``a%252Fb`` and ``é`` mean what the client
+sent; the router only picks the branch.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import unquote
+
+from klein import Klein
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from werkzeug.exceptions import HTTPException
+
+from .. import __version__
+from ..errors import InvalidId, InvalidRequestBody, MethodNotAllowed, NotFound, WASError
+from ..operations import Call, Operations, resource_url, space_url
+from .problems import PROBLEM_JSON, internal_problem, problem_for
+from .streaming import send_body
+
+JSON = b"application/json"
+SPACE_PREFIX = "/space/"
+
+
+class HeaderView(Mapping[str, str]):
+    """Request headers by lower-case name, decoded lazily (most are never looked at)."""
+
+    def __init__(self, request: IRequest) -> None:
+        self._headers = request.requestHeaders
+
+    def __getitem__(self, name: str) -> str:
+        values = self._headers.getRawHeaders(name)
+        if not values:
+            raise KeyError(name)
+        return values[0] if isinstance(values[0], str) else values[0].decode("latin-1")
+
+    def __iter__(self) -> Iterator[str]:
+        for name, _ in self._headers.getAllRawHeaders():
+            yield name.decode("latin-1").lower()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._headers.getAllRawHeaders())
+
+
+def _decode_once(raw: str) -> str:
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidId("The path is not valid UTF-8 once percent-decoded.") from None
+
+
+def _call(request: IRequest, raw_path: str, query: str | None, decoded: str) -> Call:
+    method = request.method.decode("ascii")
+    raw_with_query = raw_path if query is None else f"{raw_path}?{query}"
+    return Call(method=method, targets=(raw_with_query, raw_path, decoded), headers=HeaderView(request))
+
+
+def _split_uri(request: IRequest) -> tuple[str, str | None]:
+    try:
+        uri = request.uri.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidId("The request URI is not valid UTF-8.") from None
+    path, sep, query = uri.partition("?")
+    return path, (query if sep else None)
+
+
+def _json(request: IRequest, doc: object, status: int = 200) -> bytes:
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", JSON)
+    request.setHeader(b"content-length", b"%d" % len(body))
+    return body
+
+
+def _empty(request: IRequest, status: int = 204) -> bytes:
+    request.setResponseCode(status)
+    if status != 204:
+        request.setHeader(b"content-length", b"0")
+    return b""
+
+
+def _read_json_body(request: IRequest, limit: int = 64 * 1024) -> bytes:
+    content = request.content
+    if content is None:
+        return b""
+    content.seek(0)
+    data: bytes = content.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidRequestBody("The body is too large.")
+    return data
+
+
+def _base_url(request: IRequest) -> str:
+    host = request.getHeader(b"host")
+    if not host:
+        return ""
+    scheme = "https" if request.isSecure() else "http"
+    return f"{scheme}://{host.decode('latin-1')}"
+
+
+class WASApp:
+    """The WAS HTTP API over one ``Operations``."""
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(self, operations: Operations, backend_name: str) -> None:
+        self.operations = operations
+        self.backend_name = backend_name
+
+    def resource(self) -> IResource:
+        return self.app.resource()  # type: ignore[no-any-return]
+
+    # -- errors --------------------------------------------------------------
+
+    @app.handle_errors(WASError)
+    def _domain_error(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        assert isinstance(error, WASError)
+        status, body, headers = problem_for(error)
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", PROBLEM_JSON)
+        request.setHeader(b"content-length", b"%d" % len(body))
+        for name, value in headers.items():
+            request.setHeader(name, value)
+        return body
+
+    @app.handle_errors(HTTPException)
+    def _routing_error(self, request: IRequest, failure: Failure) -> bytes:
+        return self._domain_error(request, Failure(NotFound()))
+
+    @app.handle_errors(Exception)
+    def _unexpected(self, request: IRequest, failure: Failure) -> bytes:
+        request_id = uuid.uuid4().hex[:16]
+        self.log.failure(
+            "request {request_id} {method} {uri} failed",
+            failure,
+            request_id=request_id,
+            method=request.method.decode("ascii", "replace"),
+            uri=request.uri.decode("ascii", "replace")[:200],
+        )
+        body = internal_problem(request_id)
+        request.setResponseCode(500)
+        request.setHeader(b"content-type", PROBLEM_JSON)
+        request.setHeader(b"content-length", b"%d" % len(body))
+        return body
+
+    # -- server --------------------------------------------------------------
+
+    @app.route("/")
+    def index(self, request: IRequest) -> bytes:
+        self._only(request, ("GET", "HEAD"))
+        return _json(
+            request,
+            {
+                "name": "was-twisted",
+                "version": __version__,
+                "spec": "https://wallet.storage/spec",
+                "profile": self.operations.settings.profile,
+                "links": {"spaces": "/spaces/", "health": "/health"},
+            },
+        )
+
+    @app.route("/health")
+    def health(self, request: IRequest) -> bytes:
+        self._only(request, ("GET", "HEAD"))
+        return _json(request, {"status": "ok"})
+
+    @app.route("/<path:anything>")
+    def unknown(self, request: IRequest, anything: str) -> bytes:
+        raise NotFound()
+
+    def _only(self, request: IRequest, allowed: tuple[str, ...]) -> str:
+        method: str = request.method.decode("ascii")
+        if method not in allowed:
+            raise MethodNotAllowed(allowed)
+        return method
+
+    # -- spaces repository ---------------------------------------------------
+
+    @app.route("/spaces", strict_slashes=False)
+    async def spaces(self, request: IRequest) -> bytes:
+        method = self._only(request, ("GET", "HEAD", "POST"))
+        raw_path, query = _split_uri(request)
+        call = _call(request, raw_path, query, _decode_once(raw_path))
+        if method == "POST":
+            doc = await self.operations.create_space(call, _read_json_body(request))
+            url = str(doc["url"])
+            request.setHeader(b"location", (_base_url(request) + url).encode())
+            request.setHeader(b"cache-control", b"no-store")
+            return _json(request, doc, 201)
+        return _json(request, await self.operations.list_spaces(call))
+
+    # -- spaces and resources ------------------------------------------------
+
+    @app.route(SPACE_PREFIX, branch=True)
+    async def space_tree(self, request: IRequest) -> Any:
+        raw_path, query = _split_uri(request)
+        if not raw_path.startswith(SPACE_PREFIX):
+            raise NotFound()
+        call = _call(request, raw_path, query, _decode_once(raw_path))
+        raw_space, slash, raw_rest = raw_path[len(SPACE_PREFIX) :].partition("/")
+        space_id = _decode_once(raw_space)
+        if not slash:
+            return await self._space(request, call, space_id)
+        return await self._resource(request, call, space_id, "/" + _decode_once(raw_rest))
+
+    async def _space(self, request: IRequest, call: Call, space_id: str) -> bytes:
+        method = self._only(request, ("GET", "HEAD", "PUT", "DELETE"))
+        ops = self.operations
+        if method in ("GET", "HEAD"):
+            return _json(request, await ops.read_space(call, space_id))
+        if method == "DELETE":
+            await ops.delete_space(call, space_id)
+            return _empty(request)
+        created, doc = await ops.put_space(call, space_id, _read_json_body(request))
+        if created and not ops.legacy:
+            request.setHeader(b"location", (_base_url(request) + space_url(space_id)).encode())
+            return _json(request, doc, 201)
+        return _empty(request)
+
+    async def _resource(self, request: IRequest, call: Call, space_id: str, path: str) -> Any:
+        method = self._only(request, ("GET", "HEAD", "PUT", "POST", "DELETE"))
+        ops = self.operations
+        if method in ("GET", "HEAD"):
+            try:
+                info, body = await ops.read_resource(call, space_id, path)
+            except NotFound:
+                if not path.endswith("/"):
+                    raise
+                return _json(request, await ops.list_container(call, space_id, path))
+            request.setHeader(b"content-type", info.content_type.encode("latin-1"))
+            request.setHeader(b"content-length", b"%d" % info.size)
+            if info.etag:
+                request.setHeader(b"etag", info.etag.encode("latin-1"))
+            if method == "HEAD":
+                await body.close()
+                return b""
+            return await send_body(request, body, info.size)
+        if method == "DELETE":
+            await ops.delete_resource(call, space_id, path)
+            return _empty(request)
+        content_type = request.getHeader(b"content-type")
+        ct = content_type.decode("latin-1") if content_type else None
+        assert request.content is not None
+        request.content.seek(0)
+        if method == "PUT":
+            await ops.write_resource(call, space_id, path, request.content, ct)
+            return _empty(request)
+        written = await ops.post_resource(call, space_id, path, request.content, ct)
+        request.setHeader(b"location", (_base_url(request) + resource_url(space_id, written)).encode())
+        request.setHeader(b"cache-control", b"no-store")
+        return _empty(request, 201)

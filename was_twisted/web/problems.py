@@ -1,0 +1,83 @@
+"""One table from domain error to ``application/problem+json`` (RFC 9457, the spec's registry)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ..errors import (
+    ControllerMismatch,
+    Forbidden,
+    InvalidAuthorization,
+    InvalidId,
+    InvalidRequestBody,
+    MethodNotAllowed,
+    MissingAuthorization,
+    NotFound,
+    SpaceExists,
+    StorageFailure,
+    Unavailable,
+    WASError,
+)
+
+SPEC = "https://wallet.storage/spec#"
+PROBLEM_JSON = b"application/problem+json"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A problem kind: status, registry ``type`` anchor and title."""
+
+    status: int
+    kind: str
+    title: str
+
+
+PROBLEMS: dict[type[WASError], Problem] = {
+    NotFound: Problem(404, "not-found", "Resource not found or insufficient authorization."),
+    InvalidId: Problem(400, "invalid-id", "Invalid id."),
+    InvalidRequestBody: Problem(400, "invalid-request-body", "Invalid request body."),
+    ControllerMismatch: Problem(400, "controller-mismatch", "Invalid Create Space request."),
+    MissingAuthorization: Problem(401, "missing-authorization", "Authorization required."),
+    InvalidAuthorization: Problem(401, "invalid-authorization-header", "Invalid Authorization header."),
+    Forbidden: Problem(403, "forbidden", "Forbidden."),
+    SpaceExists: Problem(409, "id-conflict", "A Space with this id already exists."),
+    MethodNotAllowed: Problem(405, "unsupported-operation", "Method not allowed."),
+    Unavailable: Problem(503, "storage-error", "Service temporarily unavailable."),
+    StorageFailure: Problem(500, "storage-error", "Storage error."),
+}
+INTERNAL = Problem(500, "internal-error", "Internal server error.")
+
+
+def _render(problem: Problem, extra: dict[str, object]) -> bytes:
+    doc: dict[str, object] = {"type": SPEC + problem.kind, "title": problem.title, "status": problem.status}
+    doc.update(extra)
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+#: The one not-found body, whatever the cause, so absent and forbidden are byte-identical.
+NOT_FOUND_BODY = _render(PROBLEMS[NotFound], {})
+
+
+def problem_for(error: WASError) -> tuple[int, bytes, dict[bytes, bytes]]:
+    """Status, body and extra headers for a domain error."""
+    problem = next(p for cls, p in PROBLEMS.items() if isinstance(error, cls))
+    if isinstance(error, NotFound):
+        return problem.status, NOT_FOUND_BODY, {}
+    extra: dict[str, object] = {}
+    headers: dict[bytes, bytes] = {}
+    if error.detail and not isinstance(error, StorageFailure):
+        extra["detail"] = error.detail
+        if error.pointer:
+            extra["errors"] = [{"detail": error.detail, "pointer": error.pointer}]
+    if isinstance(error, Unavailable):
+        headers[b"retry-after"] = str(error.retry_after).encode()
+    if isinstance(error, MethodNotAllowed):
+        headers[b"allow"] = ", ".join(error.allowed).encode()
+    return problem.status, _render(problem, extra), headers
+
+
+def internal_problem(request_id: str) -> bytes:
+    """The 500 body: no traceback, only the id under which the failure was logged."""
+    return _render(INTERNAL, {"detail": f"Request {request_id} failed; the server log has the details.",
+                              "requestId": request_id})

@@ -1,0 +1,62 @@
+"""Send a resource body to the client in chunks, honouring back-pressure.
+
+Small bodies (already read into memory by the storage call) are returned
+whole; larger ones are read a chunk at a time off the reactor and written
+only while the transport wants more, so memory stays bounded whatever the
+object size or the client's speed.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from twisted.web.iweb import IRequest
+from zope.interface import implementer
+from twisted.internet.interfaces import IPushProducer
+
+from ..storage.threaded import CHUNK, SMALL_BODY, AsyncBody
+
+
+@implementer(IPushProducer)
+class _Valve:
+    """A push producer whose only job is to tell the writer when to wait."""
+
+    def __init__(self) -> None:
+        self.resumed: Deferred[None] | None = None
+        self.stopped = False
+
+    def pauseProducing(self) -> None:
+        if self.resumed is None:
+            self.resumed = Deferred()
+
+    def resumeProducing(self) -> None:
+        waiting, self.resumed = self.resumed, None
+        if waiting is not None:
+            waiting.callback(None)
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+        self.resumeProducing()
+
+
+async def send_body(request: IRequest, body: AsyncBody, size: int) -> bytes:
+    """Write ``body`` to ``request``; returns what is left for the caller to return."""
+    try:
+        if size <= SMALL_BODY:
+            return await body.read(size + 1)
+        valve = _Valve()
+        request.registerProducer(valve, True)
+        lost: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: lost.append(True))
+        try:
+            while not valve.stopped and not lost:
+                chunk = await body.read(CHUNK)
+                if not chunk:
+                    break
+                request.write(chunk)
+                if valve.resumed is not None:
+                    await valve.resumed
+        finally:
+            request.unregisterProducer()
+        return b""
+    finally:
+        await body.close()
