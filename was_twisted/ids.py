@@ -16,7 +16,7 @@ from .errors import InvalidId
 MAX_SPACE_ID = 128
 MAX_PATH_BYTES = 1024
 
-_SPACE_ID = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,%d}" % (MAX_SPACE_ID - 1))
+_SPACE_ID = re.compile(rf"[A-Za-z0-9_~-][A-Za-z0-9._~-]{{0,{MAX_SPACE_ID - 1}}}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

@@ -103,7 +103,9 @@ def parse_space_body(body: bytes, space_id: str | None) -> SpaceBody:
             )
     name = doc.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
-        raise InvalidRequestBody(f"'name' must be a string of at most {MAX_NAME} characters.", pointer="#/name")
+        raise InvalidRequestBody(
+            f"'name' must be a string of at most {MAX_NAME} characters.", pointer="#/name"
+        )
     return SpaceBody(id=body_id, controller=controller, name=name)
 
 

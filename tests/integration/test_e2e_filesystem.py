@@ -20,7 +20,7 @@ ALL_BYTES = bytes(range(256))
 
 
 def test_python_client_round_trip_survives_restart(fs_server: WasProcess) -> None:
-    """Provision, write text/JSON/binary, unicode and percent-encoded paths, POST, delete; restart; read back."""
+    """Provision; write text, JSON, binary, unicode and escaped paths; POST; delete; restart; read back."""
     signer = Ed25519Signer()
     with StorageClient(fs_server.url) as client:
         space = client.space(signer=signer)
@@ -49,9 +49,14 @@ def test_python_client_round_trip_survives_restart(fs_server: WasProcess) -> Non
             assert r.content == data
             assert r.headers["content-type"] == ctype
             assert r.headers["content-length"] == str(len(data))
-            head = client._client.head(space.path + quote(path), headers={
-                "authorization": create_authorization_header(signer=signer, method="HEAD", url=space.path + path)
-            })
+            head = client._client.head(
+                space.path + quote(path),
+                headers={
+                    "authorization": create_authorization_header(
+                        signer=signer, method="HEAD", url=space.path + path
+                    )
+                },
+            )
             assert (head.status_code, head.content) == (200, b"")
             assert head.headers["content-length"] == str(len(data))
 

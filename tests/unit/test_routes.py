@@ -108,7 +108,9 @@ async def _takeover(api: Api, alice: Ed25519Signer, mallory: Ed25519Signer) -> t
 
 
 @pytest_twisted.ensureDeferred
-async def test_space_cannot_be_taken_over_spec(api: Api, alice: Ed25519Signer, mallory: Ed25519Signer) -> None:
+async def test_space_cannot_be_taken_over_spec(
+    api: Api, alice: Ed25519Signer, mallory: Ed25519Signer
+) -> None:
     """A PUT naming the signer as new controller of someone else's space fails; the controller stays."""
     code, sid = await _takeover(api, alice, mallory)
     assert code == 404
@@ -180,7 +182,9 @@ async def test_legacy_statuses(legacy_api: Api, alice: Ed25519Signer, mallory: E
     api = legacy_api
     sid = await provision(api, alice)
     rpath = f"/space/{sid}/hello.txt"
-    r = await api.http.put(BASE + rpath, data=b"hi", headers={"content-type": "text/plain", **sign(alice, "PUT", rpath)})
+    r = await api.http.put(
+        BASE + rpath, data=b"hi", headers={"content-type": "text/plain", **sign(alice, "PUT", rpath)}
+    )
     assert r.code == 204
     r = await api.http.get(BASE + rpath)
     assert r.code == 200 and await body_of(r) == b"hi"
@@ -250,7 +254,9 @@ async def test_percent_encoding_decoded_once(api: Api, alice: Ed25519Signer) -> 
     sid = await provision(api, alice)
     base = f"/space/{sid}"
     # JS client: signs the encoded path as sent.
-    r = await api.http.put(BASE + base + "/x%2541", data=b"literal", headers=sign(alice, "PUT", base + "/x%2541"))
+    r = await api.http.put(
+        BASE + base + "/x%2541", data=b"literal", headers=sign(alice, "PUT", base + "/x%2541")
+    )
     assert r.code == 204
     # Python client: signs the decoded path.
     r = await api.http.put(BASE + base + "/x%41", data=b"A", headers=sign(alice, "PUT", base + "/xA"))

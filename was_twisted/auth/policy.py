@@ -96,7 +96,9 @@ class Authorizer:
             raise MissingAuthorization("This request must be signed.")
         return invocation.signer
 
-    def require_space_write(self, invocation: Invocation, current: SpaceRecord | None, controller: str) -> None:
+    def require_space_write(
+        self, invocation: Invocation, current: SpaceRecord | None, controller: str
+    ) -> None:
         """Create: the body's controller must sign.  Update: the stored controller must sign.
 
         Checking updates against the stored controller, never the body's, is

@@ -94,10 +94,16 @@ class PoolRunner:
         return d
 
 
-def _read_small(backend: Backend, space_id: str, path: str) -> tuple[SpaceRecord | None, StoredResource | None]:
+def _read_small(
+    backend: Backend, space_id: str, path: str
+) -> tuple[SpaceRecord | None, StoredResource | None]:
     """Open a resource and, when small, read it whole in the same pool call."""
     space, resource = backend.read_resource(space_id, path)
-    if resource is not None and resource.info.size <= SMALL_BODY and not isinstance(resource.body, io.BytesIO):
+    if (
+        resource is not None
+        and resource.info.size <= SMALL_BODY
+        and not isinstance(resource.body, io.BytesIO)
+    ):
         try:
             data = resource.body.read()
         finally:
@@ -181,5 +187,7 @@ class AsyncStorage:
     async def delete_resource(self, space_id: str, path: str, guard: Guard) -> bool:
         return await self._call(self.backend.delete_resource, space_id, path, guard)
 
-    async def list_resources(self, space_id: str, prefix: str, guard: Guard) -> list[tuple[str, ResourceInfo]]:
+    async def list_resources(
+        self, space_id: str, prefix: str, guard: Guard
+    ) -> list[tuple[str, ResourceInfo]]:
         return await self._call(self.backend.list_resources, space_id, prefix, guard)

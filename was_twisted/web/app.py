@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
+from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException
 
 from .. import __version__
@@ -106,6 +107,16 @@ def _base_url(request: IRequest) -> str:
     return f"{scheme}://{host.decode('latin-1')}"
 
 
+def _problem(request: IRequest, error: WASError) -> bytes:
+    status, body, headers = problem_for(error)
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", PROBLEM_JSON)
+    request.setHeader(b"content-length", b"%d" % len(body))
+    for name, value in headers.items():
+        request.setHeader(name, value)
+    return body
+
+
 class WASApp:
     """The WAS HTTP API over one ``Operations``."""
 
@@ -117,25 +128,18 @@ class WASApp:
         self.backend_name = backend_name
 
     def resource(self) -> IResource:
-        return self.app.resource()  # type: ignore[no-any-return]
+        return self.app.resource()
 
     # -- errors --------------------------------------------------------------
 
     @app.handle_errors(WASError)
     def _domain_error(self, request: IRequest, failure: Failure) -> bytes:
-        error = failure.value
-        assert isinstance(error, WASError)
-        status, body, headers = problem_for(error)
-        request.setResponseCode(status)
-        request.setHeader(b"content-type", PROBLEM_JSON)
-        request.setHeader(b"content-length", b"%d" % len(body))
-        for name, value in headers.items():
-            request.setHeader(name, value)
-        return body
+        assert isinstance(failure.value, WASError)
+        return _problem(request, failure.value)
 
     @app.handle_errors(HTTPException)
     def _routing_error(self, request: IRequest, failure: Failure) -> bytes:
-        return self._domain_error(request, Failure(NotFound()))
+        return _problem(request, NotFound())
 
     @app.handle_errors(Exception)
     def _unexpected(self, request: IRequest, failure: Failure) -> bytes:
@@ -244,6 +248,7 @@ class WASApp:
             if method == "HEAD":
                 await body.close()
                 return b""
+            assert isinstance(request, Request)
             return await send_body(request, body, info.size)
         if method == "DELETE":
             await ops.delete_resource(call, space_id, path)

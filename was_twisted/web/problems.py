@@ -79,5 +79,7 @@ def problem_for(error: WASError) -> tuple[int, bytes, dict[bytes, bytes]]:
 
 def internal_problem(request_id: str) -> bytes:
     """The 500 body: no traceback, only the id under which the failure was logged."""
-    return _render(INTERNAL, {"detail": f"Request {request_id} failed; the server log has the details.",
-                              "requestId": request_id})
+    return _render(
+        INTERNAL,
+        {"detail": f"Request {request_id} failed; the server log has the details.", "requestId": request_id},
+    )

@@ -9,9 +9,9 @@ object size or the client's speed.
 from __future__ import annotations
 
 from twisted.internet.defer import Deferred
-from twisted.web.iweb import IRequest
-from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
+from twisted.web.server import Request
+from zope.interface import implementer
 
 from ..storage.threaded import CHUNK, SMALL_BODY, AsyncBody
 
@@ -38,7 +38,7 @@ class _Valve:
         self.resumeProducing()
 
 
-async def send_body(request: IRequest, body: AsyncBody, size: int) -> bytes:
+async def send_body(request: Request, body: AsyncBody, size: int) -> bytes:
     """Write ``body`` to ``request``; returns what is left for the caller to return."""
     try:
         if size <= SMALL_BODY:
