@@ -227,11 +227,11 @@ class Operations:
     async def list_spaces(self, call: Call) -> dict[str, object]:
         """The signer's spaces; an unsigned caller controls none (200, empty)."""
         invocation = self.authenticate(call)
-        records = [] if invocation.signer is None else await self.storage.list_spaces(invocation.signer)
+        space_ids = [] if invocation.signer is None else await self.storage.list_spaces(invocation.signer)
         return {
             "url": "/spaces/",
-            "totalItems": len(records),
-            "items": [{"id": r.space_id, "url": space_url(r.space_id)} for r in records],
+            "totalItems": len(space_ids),
+            "items": [{"id": space_id, "url": space_url(space_id)} for space_id in space_ids],
         }
 
     # -- resources ---------------------------------------------------------

@@ -61,7 +61,7 @@ def test_reads_old_server_tree(tmp_path: Path) -> None:
     rec = b.get_space(SPACE_ID)
     assert rec == SpaceRecord(SPACE_ID, URN, CONTROLLER)
     assert rec is not None and rec.extra == {}
-    assert b.list_spaces(CONTROLLER) == [rec]
+    assert b.list_spaces(CONTROLLER) == [rec.space_id]
     _, res = b.read_resource(SPACE_ID, "/credentials/vc 1.json")
     assert res is not None
     with res.body as f:
@@ -205,7 +205,7 @@ def test_temp_files_and_tombstones_are_ignored(tmp_path: Path) -> None:
     b = FilesystemBackend(tmp_path)
     listed = [p for p, _ in b.list_resources(SPACE_ID, "/", allow)]
     assert listed == ["/credentials/vc 1.json", "/notes/a.txt"]
-    assert [r.space_id for r in b.list_spaces(CONTROLLER)] == [SPACE_ID]
+    assert b.list_spaces(CONTROLLER) == [SPACE_ID]
     assert b.read_resource(SPACE_ID, "/orphan")[1] is None
 
 

@@ -131,8 +131,8 @@ class Backend(Protocol):
         """Delete a space and all its resources after ``guard(current)``; True if it existed."""
         ...
 
-    def list_spaces(self, controller: str) -> list[SpaceRecord]:
-        """The spaces whose controller is ``controller``, sorted by ``space_id``."""
+    def list_spaces(self, controller: str) -> list[str]:
+        """The ids of the spaces whose controller is ``controller``, sorted."""
         ...
 
     def read_resource(self, space_id: str, path: str) -> tuple[SpaceRecord | None, StoredResource | None]:

@@ -263,9 +263,9 @@ class FilesystemBackend:
         shutil.rmtree(tomb, ignore_errors=True)
         return True
 
-    def list_spaces(self, controller: str) -> list[SpaceRecord]:
+    def list_spaces(self, controller: str) -> list[str]:
         """Scan ``spaces/*/_meta.json``; dot-directories and unreadable documents are skipped, not fatal."""
-        found: list[SpaceRecord] = []
+        found: list[str] = []
         try:
             entries = list(os.scandir(self._spaces_dir))
         except FileNotFoundError:
@@ -280,8 +280,8 @@ class FilesystemBackend:
             except (OSError, StorageError, ValueError, KeyError, TypeError):
                 continue
             if record is not None and record.controller == controller:
-                found.append(record)
-        found.sort(key=lambda r: r.space_id)
+                found.append(record.space_id)
+        found.sort()
         return found
 
     # -- resources -------------------------------------------------------

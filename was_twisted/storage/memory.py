@@ -78,11 +78,10 @@ class MemoryBackend:
             self._resources.pop(space_id, None)
             return True
 
-    def list_spaces(self, controller: str) -> list[SpaceRecord]:
-        """The spaces whose controller is ``controller``, sorted by ``space_id``."""
+    def list_spaces(self, controller: str) -> list[str]:
+        """The ids of the spaces whose controller is ``controller``, sorted."""
         with self._lock:
-            found = [r for r in self._spaces.values() if r.controller == controller]
-        return sorted(found, key=lambda r: r.space_id)
+            return sorted(r.space_id for r in self._spaces.values() if r.controller == controller)
 
     def read_resource(self, space_id: str, path: str) -> tuple[SpaceRecord | None, StoredResource | None]:
         """The space and the resource as a fresh ``BytesIO`` (each ``None`` when absent)."""

@@ -167,7 +167,7 @@ class AsyncStorage:
     async def delete_space(self, space_id: str, guard: Guard) -> bool:
         return await self._call(self.backend.delete_space, space_id, guard)
 
-    async def list_spaces(self, controller: str) -> list[SpaceRecord]:
+    async def list_spaces(self, controller: str) -> list[str]:
         return await self._call(self.backend.list_spaces, controller)
 
     async def read_resource(
