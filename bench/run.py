@@ -371,7 +371,9 @@ def table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     rule = "  ".join("=" * w for w in widths)
     fmt = [
-        ("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))).rstrip()
+        (
+            "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        ).rstrip()
         for r in rows
     ]
     return "\n".join([rule, fmt[0], rule, *fmt[1:], rule])
@@ -404,7 +406,7 @@ def report(runs: list[dict[str, Any]], duration: float) -> str:
     if "ours" in by_name and "reference" in by_name:
         ours, ref = by_name["ours"], by_name["reference"]
         rows = [["conc", "req/s ours/ref", "p50 ours/ref", "p99 ours/ref"]]
-        for o, f in zip(ours["results"], ref["results"]):
+        for o, f in zip(ours["results"], ref["results"], strict=True):
             rows.append(
                 [
                     str(o["concurrency"]),

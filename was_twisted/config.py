@@ -7,10 +7,12 @@ an operator never finds out about a typo from a failing request.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-BACKENDS = ("filesystem", "memory")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-_]{1,253}[a-z0-9]")
+BACKENDS = ("filesystem", "memory", "s3")
 PROFILES = ("spec", "legacy")
 
 
@@ -24,6 +26,8 @@ class Settings:
 
     backend: str = "filesystem"
     root_dir: str = "./was_data"
+    bucket: str = ""
+    prefix: str = ""
     profile: str = "spec"
     max_signature_lifetime: int = 3600
     clock_skew: int = 300
@@ -70,9 +74,20 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     root_dir = env.get("WAS_STORAGE_ROOT_DIR", "").strip() or "./was_data"
     if backend == "filesystem" and "\0" in root_dir:
         raise ConfigError("WAS_STORAGE_ROOT_DIR must be a directory path.")
+    bucket = env.get("WAS_STORAGE_BUCKET", "").strip()
+    prefix = env.get("WAS_STORAGE_PREFIX", "")
+    if backend == "s3":
+        if not bucket:
+            raise ConfigError("WAS_STORAGE_BUCKET must name the S3 bucket when WAS_STORAGE_BACKEND=s3.")
+        if not _BUCKET.fullmatch(bucket):
+            raise ConfigError(f"WAS_STORAGE_BUCKET {bucket!r} is not a valid S3 bucket name.")
+        if len(prefix.encode()) > 256 or prefix.startswith("/"):
+            raise ConfigError("WAS_STORAGE_PREFIX must be at most 256 bytes and not start with '/'.")
     return Settings(
         backend=backend,
         root_dir=root_dir,
+        bucket=bucket,
+        prefix=prefix,
         profile=_choice(env, "WAS_PROFILE", "spec", PROFILES),
         max_signature_lifetime=_int(env, "WAS_MAX_SIGNATURE_LIFETIME", 3600, 1, 7 * 24 * 3600),
         clock_skew=_int(env, "WAS_CLOCK_SKEW", 300, 0, 3600),

@@ -121,6 +121,18 @@ def _bare_id(body_id: str) -> str:
     return body_id[9:] if body_id[:9].lower() == "urn:uuid:" else body_id
 
 
+def _listed(space_id: str, prefix: str, path: str, info: ResourceInfo) -> dict[str, object]:
+    """A container listing item; ``contentType`` only where the store lists it (not S3)."""
+    item: dict[str, object] = {
+        "id": path[len(prefix) :],
+        "url": resource_url(space_id, path),
+        "size": info.size,
+    }
+    if info.content_type:
+        item["contentType"] = info.content_type
+    return item
+
+
 class Operations:
     """One method per spec operation, over an ``AsyncStorage``."""
 
@@ -297,13 +309,5 @@ class Operations:
             "url": resource_url(space_id, prefix),
             "type": ["Collection"],
             "totalItems": len(entries),
-            "items": [
-                {
-                    "id": path[len(prefix) :],
-                    "url": resource_url(space_id, path),
-                    "contentType": info.content_type,
-                    "size": info.size,
-                }
-                for path, info in entries
-            ],
+            "items": [_listed(space_id, prefix, path, info) for path, info in entries],
         }

@@ -11,7 +11,10 @@ import os
 from typing import Any
 
 from twisted.application import strports
-from twisted.application.service import IServiceCollection, MultiService
+from twisted.application.service import IServiceCollection, MultiService, Service
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 from twisted.web.server import Site
 
 from .config import ConfigError, Settings
@@ -35,7 +38,9 @@ class WASSite(Site):
 
 
 def make_backend(settings: Settings) -> Backend:
-    """The configured backend; an unusable root directory is a start-up error."""
+    """The configured backend; an unusable root directory or bucket is a start-up error."""
+    if settings.backend == "s3":
+        return make_s3_backend(settings)
     if settings.backend == "memory":
         from .storage.memory import MemoryBackend
 
@@ -52,6 +57,50 @@ def make_backend(settings: Settings) -> Backend:
     return FilesystemBackend(root)
 
 
+def make_s3_backend(settings: Settings) -> Backend:
+    """Check the bucket and credentials now, before listening: fail in one sentence."""
+    try:
+        from .storage.s3 import S3Backend, S3SetupError
+    except ImportError:
+        raise ConfigError('WAS_STORAGE_BACKEND=s3 needs boto3: pip install "was-twisted[s3]".') from None
+    backend = S3Backend(settings.bucket, settings.prefix, threads=settings.threads)
+    try:
+        backend.check()
+    except S3SetupError as exc:
+        backend.close()
+        raise ConfigError(str(exc)) from None
+    return backend
+
+
+class ReindexService(Service):
+    """Builds the controller index in the pool after start-up when the bucket lacks one.
+
+    Until it completes, listing spaces scans every space (correct, but O(n)).
+    """
+
+    log = Logger()
+
+    def __init__(self, backend: Any, reactor: Any, pool: ThreadPool) -> None:
+        self.backend = backend
+        self.reactor = reactor
+        self.pool = pool
+
+    def startService(self) -> None:
+        super().startService()
+        if self.backend.indexed:
+            return
+        self.log.info("s3: the controller index is incomplete; building it in the background")
+        d = deferToThreadPool(self.reactor, self.pool, self.backend.reindex)
+        d.addCallbacks(
+            lambda counts: self.log.info(
+                "s3: index built ({added} added, {removed} removed)", added=counts[0], removed=counts[1]
+            ),
+            lambda failure: self.log.failure(
+                "s3: building the index failed; listing keeps scanning", failure
+            ),
+        )
+
+
 def build_service(settings: Settings, reactor: Any, endpoints: list[str]) -> MultiService:
     """The whole server as a ``MultiService``; raises ``ConfigError`` for unusable settings."""
     top = MultiService()
@@ -62,6 +111,8 @@ def build_service(settings: Settings, reactor: Any, endpoints: list[str]) -> Mul
         pool = PoolService("was-storage", settings.threads)
         pool.setServiceParent(top)
         storage = AsyncStorage(backend, PoolRunner(reactor, pool.pool, settings.max_backlog))
+        if settings.backend == "s3":
+            ReindexService(backend, reactor, pool.pool).setServiceParent(top)
     api = WASApp(Operations(storage, settings, reactor), settings.backend)
     site = WASSite(api.resource(), settings.access_log)
     for description in endpoints:

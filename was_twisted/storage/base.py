@@ -150,11 +150,17 @@ class Backend(Protocol):
         ...
 
     def delete_resource(self, space_id: str, path: str, guard: Guard) -> bool:
-        """Delete one resource after ``guard(space)``; True if it existed."""
+        """Delete one resource after ``guard(space)``; False if it certainly did not exist.
+
+        (S3 does not say whether a deleted key existed: it answers True.)
+        """
         ...
 
     def list_resources(self, space_id: str, prefix: str, guard: Guard) -> list[tuple[str, ResourceInfo]]:
-        """Resources whose path starts with ``prefix``, sorted by path, after ``guard(space)``."""
+        """Resources whose path starts with ``prefix``, sorted by path, after ``guard(space)``.
+
+        ``content_type`` is empty where the store cannot list it cheaply (S3).
+        """
         ...
 
     def close(self) -> None:

@@ -1,0 +1,45 @@
+"""Operator commands: ``python -m was_twisted.admin reindex``.
+
+``reindex`` makes the S3 controller index match the space records: it adds
+the spaces of a bucket written by the existing server, and removes entries a
+crash left behind.  The server also runs it by itself at start-up when the
+bucket has no complete index; this command is for after a crash, or to do it
+once before opening the doors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import ConfigError, settings_from_env
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m was_twisted.admin", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("reindex", help="rebuild the S3 index of spaces by controller")
+    parser.parse_args(argv)
+    try:
+        settings = settings_from_env()
+        if settings.backend != "s3":
+            raise ConfigError("reindex applies to WAS_STORAGE_BACKEND=s3 only.")
+        from .service import make_s3_backend
+
+        backend = make_s3_backend(settings)
+    except ConfigError as exc:
+        print(f"was: {exc}", file=sys.stderr)
+        return 2
+    from .storage.s3 import S3Backend
+
+    assert isinstance(backend, S3Backend)
+    try:
+        added, removed = backend.reindex()
+    finally:
+        backend.close()
+    print(f"index rebuilt: {added} entries added, {removed} removed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
