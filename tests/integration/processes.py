@@ -21,14 +21,20 @@ TWISTD = str(Path(sys.executable).with_name("twistd"))
 _STARTED = re.compile(rb"WASSite starting on (\d+)")
 
 
+def _base_env() -> dict[str, str]:
+    """This environment without ``AWS_*`` and ``WAS_*``: a test never reaches a developer's real S3."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WAS_"))}
+
+
 class WasProcess:
     """One ``twistd -n was`` process; ``url`` is its base URL once started."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = {**os.environ, **env, "PYTHONPATH": str(REPO)}
+        self.env = {**_base_env(), **env, "PYTHONPATH": str(REPO)}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.backend = env.get("WAS_STORAGE_BACKEND", "filesystem")
 
     def start(self, timeout: float = 30.0) -> WasProcess:
         log = open(self.log_path, "ab")
@@ -75,7 +81,7 @@ def run_twistd(env: dict[str, str], timeout: float = 30.0) -> subprocess.Complet
     """Run ``twistd -n was`` expecting it to stop by itself (start-up errors)."""
     return subprocess.run(
         [TWISTD, "-n", "--pidfile=", "was", "--listen", "tcp:0:interface=127.0.0.1"],
-        env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+        env={**_base_env(), **env, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=timeout,

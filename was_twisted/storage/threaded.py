@@ -151,9 +151,13 @@ class AsyncStorage:
     def __init__(self, backend: Backend, run: Runner) -> None:
         self.backend = backend
         self._run = run
+        self._inline = run is run_inline
 
     async def _call(self, f: Callable[..., T], *args: Any) -> T:
         try:
+            if self._inline:
+                # No Deferred at all: a backend that never blocks is just a function call.
+                return f(*args)
             return await self._run(f, *args)
         except StorageError as exc:
             raise _translate(exc) from exc

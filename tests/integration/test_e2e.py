@@ -1,7 +1,8 @@
 """End to end: the real ``twistd -n was`` process, the real Python client, and treq.
 
-The server runs on the filesystem backend in a temp dir; after a restart
-every resource written before it is still there, byte for byte.
+Each test runs on every backend a user has: the filesystem (in a temp dir),
+and S3 over HTTP on moto's server and on Ceph's RADOS Gateway.  After a
+restart every resource written before it is still there, byte for byte.
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ from .processes import WasProcess, run_twistd
 ALL_BYTES = bytes(range(256))
 
 
-def test_python_client_round_trip_survives_restart(fs_server: WasProcess) -> None:
+def test_python_client_round_trip_survives_restart(server: WasProcess) -> None:
     """Provision; write text, JSON, binary, unicode and escaped paths; POST; delete; restart; read back."""
     signer = Ed25519Signer()
-    with StorageClient(fs_server.url) as client:
+    with StorageClient(server.url) as client:
         space = client.space(signer=signer)
         body = json.dumps({"id": space.id, "controller": signer.controller}).encode()
         r = space.put(body, "application/json")
         assert r.status_code == 201, r.text
-        assert r.headers["location"] == fs_server.url + space.path
+        assert r.headers["location"] == server.url + space.path
 
         r = space.get()
         assert r.status_code == 200 and r.json()["controller"] == signer.controller
@@ -78,9 +79,9 @@ def test_python_client_round_trip_survives_restart(fs_server: WasProcess) -> Non
         assert space.resource("/doc.json").get(signer=other).status_code == 404
         assert space.resource("/doc.json").put(b"x", signer=other).status_code == 404
 
-    fs_server.stop()
-    fs_server.start()
-    with StorageClient(fs_server.url) as client:
+    server.stop()
+    server.start()
+    with StorageClient(server.url) as client:
         space = client.space(space.id, signer=signer)
         for path, (data, ctype) in writes.items():
             if path == "/hello.txt":
@@ -99,40 +100,40 @@ def _signed(signer: Ed25519Signer, method: str, target: str) -> dict[str, list[s
 
 
 @pytest_twisted.ensureDeferred
-async def test_treq_with_js_style_encoded_signatures(fs_server: WasProcess) -> None:
+async def test_treq_with_js_style_encoded_signatures(server: WasProcess) -> None:
     """treq, signing the percent-encoded path with its query as the JS client does; big bodies stream."""
     signer = Ed25519Signer()
     sid = "0f1e2d3c-4b5a-4697-8899-aabbccddeeff"
     path = f"/space/{sid}"
     body = json.dumps({"id": f"urn:uuid:{sid}", "controller": signer.controller}).encode()
-    r = await treq.put(fs_server.url + path, data=body, headers=_signed(signer, "PUT", path))
+    r = await treq.put(server.url + path, data=body, headers=_signed(signer, "PUT", path))
     assert r.code == 201
     await r.content()
 
     encoded = path + "/" + quote("café & crème.txt") + "?v=1"
     headers = _signed(signer, "PUT", encoded)
     headers["content-type"] = ["text/markdown; variant=CommonMark"]
-    r = await treq.put(fs_server.url + encoded, data="# café".encode(), headers=headers)
+    r = await treq.put(server.url + encoded, data="# café".encode(), headers=headers)
     assert r.code == 204, await r.text()
 
-    r = await treq.get(fs_server.url + encoded, headers=_signed(signer, "GET", encoded))
+    r = await treq.get(server.url + encoded, headers=_signed(signer, "GET", encoded))
     assert r.code == 200
     assert await r.content() == "# café".encode()
     assert r.headers.getRawHeaders("content-type") == ["text/markdown; variant=CommonMark"]
 
     big = bytes(range(256)) * 4096 * 3  # 3 MiB: streamed in chunks, not read whole
     big_path = path + "/big.bin"
-    r = await treq.put(fs_server.url + big_path, data=big, headers=_signed(signer, "PUT", big_path))
+    r = await treq.put(server.url + big_path, data=big, headers=_signed(signer, "PUT", big_path))
     assert r.code == 204
-    r = await treq.get(fs_server.url + big_path, headers=_signed(signer, "GET", big_path))
+    r = await treq.get(server.url + big_path, headers=_signed(signer, "GET", big_path))
     assert r.code == 200 and r.length == len(big)
     assert await r.content() == big
-    r = await treq.head(fs_server.url + big_path, headers=_signed(signer, "HEAD", big_path))
+    r = await treq.head(server.url + big_path, headers=_signed(signer, "HEAD", big_path))
     assert r.code == 200
     assert await r.content() == b""
 
     listing_path = path + "/"
-    r = await treq.get(fs_server.url + listing_path, headers=_signed(signer, "GET", listing_path))
+    r = await treq.get(server.url + listing_path, headers=_signed(signer, "GET", listing_path))
     listing = json.loads(await r.content())
     assert sorted(item["id"] for item in listing["items"]) == ["big.bin", "café & crème.txt"]
 
