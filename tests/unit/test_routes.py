@@ -6,6 +6,7 @@ import json
 import uuid
 from typing import Any
 
+import pytest
 import pytest_twisted
 from wallet_attached_storage_client import Ed25519Signer
 
@@ -321,3 +322,45 @@ async def test_unknown_route_and_method(api: Api) -> None:
     assert r.code == 404 and r.headers.getRawHeaders("content-type") == ["application/problem+json"]
     r = await api.http.delete(BASE + "/health")
     assert r.code == 405 and r.headers.getRawHeaders("allow") == ["GET, HEAD"]
+
+
+def _tamper_signature(header: str) -> str:
+    start = header.index('signature="') + len('signature="')
+    first = header[start]
+    return header[:start] + ("A" if first != "A" else "B") + header[start + 1 :]
+
+
+def _non_ed25519(header: str, signer: Ed25519Signer) -> str:
+    import base58
+
+    secp = "did:key:z" + base58.b58encode(b"\xe7\x01" + b"\x02" * 33).decode()
+    fingerprint = secp.split(":")[-1]
+    return header.replace(signer.id, f"{secp}#{fingerprint}")
+
+
+SIGNATURE_ATTACKS = {
+    "expired": lambda s, now, path: sign(s, "PUT", path, created=now - 3600, expires=now - 1000),
+    "future-dated": lambda s, now, path: sign(s, "PUT", path, created=now + 1000, expires=now + 1030),
+    "over-long": lambda s, now, path: sign(s, "PUT", path, created=now, expires=now + 2 * 24 * 3600),
+    "path-swapped": lambda s, now, path: sign(s, "PUT", path.replace("target", "other")),
+    "method-swapped": lambda s, now, path: sign(s, "DELETE", path),
+    "tampered": lambda s, now, path: {
+        "authorization": _tamper_signature(sign(s, "PUT", path)["authorization"])
+    },
+    "non-ed25519": lambda s, now, path: {
+        "authorization": _non_ed25519(sign(s, "PUT", path)["authorization"], s)
+    },
+}
+
+
+@pytest.mark.parametrize("attack", sorted(SIGNATURE_ATTACKS))
+@pytest_twisted.ensureDeferred
+async def test_bad_signatures_are_refused(api: Api, alice: Ed25519Signer, attack: str) -> None:
+    """Expired, future-dated, over-long, swapped, tampered and non-Ed25519 signatures write nothing (401)."""
+    sid = await provision(api, alice)
+    path = f"/space/{sid}/target.txt"
+    headers = SIGNATURE_ATTACKS[attack](alice, api.clock.seconds(), path)
+    r = await api.http.put(BASE + path, data=b"evil", headers=headers)
+    assert r.code == 401, attack
+    assert json.loads(await body_of(r))["type"] == SPEC + "invalid-authorization-header"
+    assert api.backend.read_resource(sid, "/target.txt")[1] is None

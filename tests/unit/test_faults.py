@@ -1,0 +1,96 @@
+"""Faults at the HTTP edge: shed load (503 + Retry-After), unexpected failures (500 + request id)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest_twisted
+from treq.testing import StubTreq
+from twisted.internet import reactor
+from twisted.internet.task import Clock
+from twisted.python.threadpool import ThreadPool
+from wallet_attached_storage_client import Ed25519Signer
+
+from tests.conftest import BASE, sign
+from was_twisted.config import Settings
+from was_twisted.errors import Unavailable
+from was_twisted.operations import Operations
+from was_twisted.storage.memory import MemoryBackend
+from was_twisted.storage.threaded import AsyncStorage, PoolRunner
+from was_twisted.web.app import WASApp
+
+
+def api_over(backend: Any, run: Any) -> StubTreq:
+    clock = Clock()
+    clock.advance(time.time())
+    ops = Operations(AsyncStorage(backend, run), Settings(backend="memory"), clock)
+    return StubTreq(WASApp(ops, "test").resource())
+
+
+@pytest_twisted.ensureDeferred
+async def test_pool_runner_sheds_load_past_its_backlog() -> None:
+    """With max_backlog calls in flight a new call fails at once with Unavailable; capacity comes back."""
+    pool = ThreadPool(minthreads=1, maxthreads=2, name="test-pool")
+    pool.start()
+    release = threading.Event()
+    try:
+        runner = PoolRunner(reactor, pool, max_backlog=2)
+        blocked = [runner(release.wait, 10) for _ in range(2)]
+        refused: list[Any] = []
+        runner(lambda: None).addErrback(refused.append)
+        assert refused and refused[0].check(Unavailable)
+        release.set()
+        for d in blocked:
+            assert await d is True
+        assert runner.in_flight == 0
+        assert await runner(lambda: 42) == 42
+    finally:
+        release.set()
+        pool.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_unavailable_is_503_with_retry_after() -> None:
+    """When storage is unavailable the client gets 503 problem+json with Retry-After."""
+
+    def busy(f: Any, *args: Any) -> Any:
+        from twisted.internet import defer
+
+        return defer.fail(Unavailable("The server is busy; retry shortly.", retry_after=2))
+
+    http = api_over(MemoryBackend(), busy)
+    alice = Ed25519Signer()
+    path = "/space/s1/r"
+    r = await http.get(BASE + path, headers=sign(alice, "GET", path))
+    assert r.code == 503
+    assert r.headers.getRawHeaders("retry-after") == ["2"]
+    assert r.headers.getRawHeaders("content-type") == ["application/problem+json"]
+    doc = json.loads(await r.content())
+    assert doc["type"] == "https://wallet.storage/spec#storage-error" and doc["status"] == 503
+
+
+class Exploding(MemoryBackend):
+    """A backend with a bug."""
+
+    def read_resource(self, space_id: str, path: str) -> Any:
+        raise RuntimeError("secret internal detail")
+
+
+@pytest_twisted.ensureDeferred
+async def test_unexpected_failure_is_500_with_request_id_and_no_traceback() -> None:
+    """A bug answers 500 internal-error with a request id; the body holds no traceback or detail."""
+    from twisted.internet import defer
+
+    http = api_over(Exploding(), lambda f, *a: defer.maybeDeferred(f, *a))
+    alice = Ed25519Signer()
+    path = "/space/s1/r"
+    r = await http.get(BASE + path, headers=sign(alice, "GET", path))
+    assert r.code == 500
+    body = await r.content()
+    doc = json.loads(body)
+    assert doc["type"] == "https://wallet.storage/spec#internal-error"
+    assert len(doc["requestId"]) == 16 and doc["requestId"] in doc["detail"]
+    assert b"secret internal detail" not in body and b"Traceback" not in body
