@@ -18,13 +18,15 @@ setup(
         "base58>=2.1",
     ],
     extras_require={
-        "s3": ["boto3>=1.34"],
+        "s3": ["boto3>=1.35.50"],  # IfNoneMatch / IfMatch on PutObject
         "test": [
             "pytest>=8",
             "pytest-twisted>=1.14",
             "treq>=24.9",
             "wallet-attached-storage-client>=0.2",
             "httpx>=0.27",
+            "moto[server]>=5.0.20",
+            "boto3>=1.35.50",
         ],
         "dev": ["mypy>=1.10", "mypy-zope>=1.0", "ruff>=0.5"],
     },
