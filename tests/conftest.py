@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from moto import mock_aws
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from wallet_attached_storage_client import Ed25519Signer, create_authorization_header
@@ -41,6 +42,18 @@ def make_api(profile: str = "spec") -> Api:
     backend = MemoryBackend()
     ops = Operations(AsyncStorage(backend, run_inline), Settings(backend="memory", profile=profile), clock)
     return Api(StubTreq(WASApp(ops, "memory").resource()), ops, clock, backend)
+
+
+@pytest.fixture
+def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In-process moto with fake credentials; a developer's real AWS settings are hidden."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        yield
 
 
 @pytest.fixture

@@ -10,28 +10,13 @@ from urllib.parse import quote
 
 import pytest
 
-from was_twisted.storage.base import Backend, Guard, KeyTooLong, SpaceRecord
+from tests.unit.test_storage_contract import allow, put
+from was_twisted.storage.base import KeyTooLong, SpaceRecord
 from was_twisted.storage.filesystem import FilesystemBackend
 
 CONTROLLER = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 SPACE_ID = "0b8a3c4e-6f0e-4a0a-9b9f-5c7d2f3e1a11"
 URN = f"urn:uuid:{SPACE_ID}"
-
-
-def allow(current: SpaceRecord | None) -> None:
-    """A guard that lets everything through."""
-
-
-def put(b: Backend, record: SpaceRecord, guard: Guard = allow) -> bool:
-    """put_space with a builder that runs ``guard`` and returns ``record``; True if created."""
-
-    def build(current: SpaceRecord | None) -> SpaceRecord:
-        guard(current)
-        return record
-
-    created, written = b.put_space(record.space_id, build)
-    assert written == record
-    return created
 
 
 def old_server_tree(root: Path) -> Path:

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
+from tests.unit.test_storage_contract import allow
 from was_twisted.errors import Unavailable
 from was_twisted.storage.base import SpaceMissing, SpaceRecord
 from was_twisted.storage.s3 import DELETE_BATCH, REINDEX_GRACE_SECONDS, S3Backend, S3SetupError
@@ -38,16 +37,10 @@ SEED_POLICY_OPERATIONS = {
 
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
+def s3(mocked_aws: None) -> Any:
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    return client
 
 
 def backend(prefix: str = "prod/") -> S3Backend:
@@ -68,10 +61,6 @@ def create(b: S3Backend, space_id: str, controller: str = ALICE) -> None:
         return SpaceRecord(space_id=space_id, id=f"urn:uuid:{space_id}", controller=controller)
 
     b.put_space(space_id, build)
-
-
-def allow(current: SpaceRecord | None) -> None:
-    """Let everything through."""
 
 
 def test_layout_is_the_seeds(s3: Any) -> None:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from moto import mock_aws
 
 from was_twisted.storage.base import Backend, Guard, SpaceMissing, SpaceRecord
 from was_twisted.storage.filesystem import FilesystemBackend
@@ -61,23 +60,16 @@ def space(space_id: str = "s1", controller: str = ALICE) -> SpaceRecord:
 
 
 @pytest.fixture(params=["memory", "filesystem", "s3"])
-def backend(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Backend]:
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "s3":
-        # In-process moto; the same contract runs over HTTP in tests/integration.
-        for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        with mock_aws():
-            s3 = S3Backend("contract", "pfx/", threads=4)
-            s3.client.create_bucket(Bucket="contract")
-            s3.check()
-            s3.reindex()
-            yield s3
-            s3.close()
+        # In-process moto; the same behaviours run over HTTP in tests/integration.
+        request.getfixturevalue("mocked_aws")
+        s3 = S3Backend("contract", "pfx/", threads=4)
+        s3.client.create_bucket(Bucket="contract")
+        s3.check()
+        s3.reindex()
+        yield s3
+        s3.close()
         return
     b: Backend = MemoryBackend() if request.param == "memory" else FilesystemBackend(tmp_path / "data")
     yield b
