@@ -1,0 +1,1059 @@
+"""S3 benchmark: was-twisted over moto's S3 server, behind a proxy that adds S3-like latency.
+
+One command, one run::
+
+    python bench/s3_bench.py [--duration 10] [--latency-ms 20] [--json out.json]
+
+It starts moto's S3 server, ``bench/latency_proxy.py`` in front of it (delays every response,
+counts S3 requests by operation) and ``twistd -n was`` with ``WAS_STORAGE_BACKEND=s3`` talking to
+the proxy, then measures signed 1 KiB PUT+GET throughput at concurrency 1 and 16, ``/health``
+latency under load, listing 200 of 1,200 spaces, and the S3 requests each API operation makes.
+Every process it starts is stopped before it exits.  See the last section of ``bench/README.rst``.
+
+The load generator, the signing and the table format are ``bench/run.py``'s, imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import http.client
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from run import (
+    BODY,
+    IO_TIMEOUT_S,
+    LOADGEN_BUSY_PCT,
+    START_TIMEOUT_S,
+    WARMUP_S,
+    Conn,
+    _interrupt,
+    free_port,
+    peak_rss_kib,
+    percentile,
+    proc_cpu_s,
+    provision,
+    ratio,
+    run_workload,
+    server_command,
+    signed,
+    stop,
+    table,
+)
+from wallet_attached_storage_client import Ed25519Signer
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+BUCKET = "was-bench"
+PREFIX = "bench/"
+
+#: The existing (FastAPI) server's figures over S3 with 20 ms latency, measured from its source.
+EXISTING_RPS = 15.0
+EXISTING_HEALTH_MAX_MS = 2600.0
+EXISTING_LIST_REQUESTS = 201
+EXISTING_LIST_MS = 5400.0
+EXISTING_OPS: dict[str, str] = {
+    "resource write (new)": "3 (GetObject + HeadObject on _meta.json, PutObject)",
+    "list spaces (200 own of 1,200)": "201",
+}
+
+#: Goals.
+GOAL_SCALING = 8.0
+GOAL_VS_EXISTING = 10.0
+GOAL_HEALTH_P99_MS = 50.0
+GOAL_LIST_REQUESTS = 1
+GOAL_LIST_MS = 100.0
+
+PROVISION_CONCURRENCY = 16
+HEALTH_INTERVAL_S = 0.05
+IDLE_HEALTH_SAMPLES = 40
+LIST_REPEATS = 5
+PROXY_CHECK_SEQUENTIAL = 200
+PROXY_CHECK_THREADS = 16
+PROXY_CHECK_PER_THREAD = 40
+LOG_ANOMALY = re.compile(r"Traceback|Unhandled|CRITICAL|\bERROR\b|\berror\b|failed|Exception", re.I)
+MAX_LOG_LINES = 30
+PR_SET_PDEATHSIG = 1
+OTHER_BUSY_PCT = 20  # CPU used by processes this benchmark did not start
+
+
+# ---------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Proc:
+    """A subprocess whose combined output goes to a file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    port: int = 0
+
+    def log_text(self) -> str:
+        """Everything it printed so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def tail(self, n: int = 25) -> str:
+        """Last lines of its output, for error messages."""
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+
+def _die_with_parent() -> None:
+    """Linux only: the child gets SIGTERM if this process dies without running its ``finally``."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def spawn(name: str, cmd: list[str], env: dict[str, str], log_dir: Path) -> Proc:
+    """Start ``cmd`` with stdout and stderr to ``log_dir/name.log``."""
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("wb") as log:
+        popen = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+    return Proc(name, popen, log_path)
+
+
+def wait_for_line(proc: Proc, pattern: str, timeout: float = START_TIMEOUT_S) -> re.Match[str]:
+    """Poll the process's output until ``pattern`` matches a line (bounded by ``timeout``)."""
+    regex = re.compile(pattern)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = regex.search(proc.log_text())
+        if match:
+            return match
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited with code {proc.popen.returncode}:\n{proc.tail()}")
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.name} did not print /{pattern}/ within {timeout:.0f}s:\n{proc.tail()}")
+
+
+def http_status(port: int, method: str, path: str, timeout: float = 2.0) -> int:
+    """One plain HTTP request; returns the status (raises OSError/HTTPException on failure)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def wait_http(proc: Proc, path: str, ok: tuple[int, ...] | None = None) -> None:
+    """Poll until the process answers ``GET path`` (with a status in ``ok`` if given)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited with code {proc.popen.returncode}:\n{proc.tail()}")
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            status = http_status(proc.port, "GET", path)
+            if ok is None or status in ok:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name} did not answer GET {path} within {START_TIMEOUT_S:.0f}s:\n{proc.tail()}")
+
+
+def start_moto(log_dir: Path) -> Proc:
+    """moto's stand-alone S3 server on a free port, answering."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    proc = spawn("moto", cmd, dict(os.environ), log_dir)
+    proc.port = port
+    wait_http(proc, "/")
+    return proc
+
+
+def start_proxy(upstream_port: int, latency_ms: float, log_dir: Path) -> Proc:
+    """``latency_proxy.py`` in its own process (its CPU is then measurable and off our GIL)."""
+    cmd = [
+        sys.executable,
+        str(BENCH_DIR / "latency_proxy.py"),
+        "--upstream",
+        f"http://127.0.0.1:{upstream_port}",
+        "--latency-ms",
+        str(latency_ms),
+    ]
+    proc = spawn("latency_proxy", cmd, dict(os.environ), log_dir)
+    proc.port = int(wait_for_line(proc, r"listening on 127\.0\.0\.1:(\d+)").group(1))
+    return proc
+
+
+def start_ours(proxy_port: int, log_dir: Path) -> Proc:
+    """``twistd -n was`` on S3 through the proxy; waits until it listens and its index is built."""
+    cmd, env = server_command("ours", 0)  # tcp:0:interface=127.0.0.1, PYTHONPATH, access log off
+    env.pop("AWS_PROFILE", None)
+    env.update(
+        WAS_STORAGE_BACKEND="s3",
+        WAS_STORAGE_BUCKET=BUCKET,
+        WAS_STORAGE_PREFIX=PREFIX,
+        AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{proxy_port}",
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        WAS_ACCESS_LOG="off",
+    )
+    proc = spawn("ours", cmd, env, log_dir)
+    proc.port = int(wait_for_line(proc, r"WASSite starting on (\d+)").group(1))
+    wait_http(proc, "/health", ok=(200,))
+    # A fresh prefix has no index yet: the server builds it in the background at start-up.
+    wait_for_line(proc, r"s3: index built|s3: building the index failed")
+    if "s3: building the index failed" in proc.log_text():
+        raise RuntimeError(f"ours could not build its S3 index:\n{proc.tail()}")
+    return proc
+
+
+def s3_client(port: int, pool: int = 10) -> Any:
+    """A boto3 client for moto (directly or through the proxy), path-style, dummy credentials."""
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        region_name="us-east-1",
+        config=Config(
+            max_pool_connections=pool,
+            retries={"mode": "standard", "max_attempts": 1},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
+
+
+class ProxyControl:
+    """The proxy's local ``/__`` endpoints."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def _call(self, method: str, path: str) -> dict[str, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request(method, path)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise RuntimeError(f"proxy {method} {path} -> {resp.status}: {data[:200]!r}")
+        return dict(json.loads(data))
+
+    def counts(self) -> dict[str, Any]:
+        return self._call("GET", "/__counts")
+
+    def reset(self) -> dict[str, Any]:
+        return self._call("POST", "/__reset")
+
+    def set_latency(self, ms: float) -> None:
+        self._call("POST", f"/__latency?ms={ms:g}")
+
+
+def system_busy_s() -> float:
+    """CPU seconds all processes on the machine have used (from /proc/stat), 0 if unreadable."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def describe_counts(counts: dict[str, int]) -> str:
+    """``{"GetObject": 2, "PutObject": 1}`` -> ``"2 GetObject, 1 PutObject"``."""
+    return ", ".join(f"{n} {op}" for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) or "-"
+
+
+# ---------------------------------------------------------------------------
+# 0. The proxy itself: overhead at 0 ms, delay at N ms, concurrency
+# ---------------------------------------------------------------------------
+
+
+def time_sequential(client: Any, n: int) -> list[float]:
+    """Latencies (s) of ``n`` sequential 1 KiB GetObject calls, after 10 unmeasured ones."""
+    out: list[float] = []
+    for i in range(n + 10):
+        t0 = time.perf_counter()
+        client.get_object(Bucket=BUCKET, Key="probe/1k")["Body"].read()
+        if i >= 10:
+            out.append(time.perf_counter() - t0)
+    return sorted(out)
+
+
+def time_concurrent(client: Any, threads: int, per_thread: int) -> tuple[float, int, list[str]]:
+    """(wall seconds, requests, errors) for ``threads`` threads doing sequential GetObjects."""
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(per_thread):
+            try:
+                client.get_object(Bucket=BUCKET, Key="probe/1k")["Body"].read()
+            except Exception as exc:  # noqa: BLE001 - reported, not hidden
+                with lock:
+                    errors.append(repr(exc)[:200])
+
+    pool = [threading.Thread(target=work, daemon=True) for _ in range(threads)]
+    t0 = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout=120)
+    return time.perf_counter() - t0, threads * per_thread, errors
+
+
+def check_proxy(moto: Proc, proxy: Proc, ctl: ProxyControl, latency_ms: float) -> dict[str, Any]:
+    """What the proxy adds: nothing much at 0 ms, ``latency_ms`` when on, and no serialisation."""
+    direct = s3_client(moto.port)
+    via = s3_client(proxy.port, pool=PROXY_CHECK_THREADS + 2)
+    direct.put_object(Bucket=BUCKET, Key="probe/1k", Body=BODY)
+    rows: list[dict[str, Any]] = []
+
+    def seq(label: str, client: Any, n: int) -> None:
+        lat = time_sequential(client, n)
+        rows.append(
+            {
+                "path": label,
+                "requests": n,
+                "p50_ms": percentile(lat, 50) * 1000,
+                "p99_ms": percentile(lat, 99) * 1000,
+            }
+        )
+
+    try:
+        seq("boto3 -> moto (direct)", direct, PROXY_CHECK_SEQUENTIAL)
+        ctl.set_latency(0)
+        seq("boto3 -> proxy 0 ms -> moto", via, PROXY_CHECK_SEQUENTIAL)
+        concurrent: list[dict[str, Any]] = []
+        for label, client, ms in (
+            ("direct", direct, None),
+            ("proxy 0 ms", via, 0.0),
+            (f"proxy {latency_ms:g} ms", via, latency_ms),
+        ):
+            if ms is not None:
+                ctl.set_latency(ms)
+            ctl.reset()
+            cpu0 = proc_cpu_s(proxy.popen.pid)
+            wall, n, errors = time_concurrent(client, PROXY_CHECK_THREADS, PROXY_CHECK_PER_THREAD)
+            cpu = proc_cpu_s(proxy.popen.pid) - cpu0
+            snap = ctl.counts()
+            concurrent.append(
+                {
+                    "path": label,
+                    "threads": PROXY_CHECK_THREADS,
+                    "requests": n,
+                    "rps": n / wall,
+                    "errors": len(errors),
+                    "error_samples": errors[:3],
+                    "max_in_flight": snap["max_in_flight"] if ms is not None else None,
+                    "proxy_cpu_us_per_request": 1e6 * cpu / n if ms is not None else None,
+                }
+            )
+        seq(f"boto3 -> proxy {latency_ms:g} ms -> moto", via, PROXY_CHECK_SEQUENTIAL // 2)
+    finally:
+        ctl.set_latency(latency_ms)
+        direct.delete_object(Bucket=BUCKET, Key="probe/1k")
+        direct.close()
+        via.close()
+    return {"sequential": rows, "concurrent": concurrent}
+
+
+# ---------------------------------------------------------------------------
+# 1. Throughput and /health under load
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Health:
+    """GET /health latencies sampled on their own connection."""
+
+    condition: str
+    samples: int = 0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, condition: str, latencies: list[float], errors: list[str]) -> Health:
+        lat = sorted(latencies)
+        return cls(
+            condition=condition,
+            samples=len(lat),
+            p50_ms=percentile(lat, 50) * 1000,
+            p99_ms=percentile(lat, 99) * 1000,
+            max_ms=(lat[-1] * 1000) if lat else 0.0,
+            errors=len(errors),
+            error_samples=errors[:5],
+        )
+
+
+async def probe_health(
+    port: int, stop_event: asyncio.Event, max_samples: int
+) -> tuple[list[float], list[str]]:
+    """GET /health every ~50 ms until ``stop_event`` (or ``max_samples``)."""
+    conn = Conn(port)
+    latencies: list[float] = []
+    errors: list[str] = []
+    try:
+        for _ in range(max_samples):
+            if stop_event.is_set():
+                break
+            t0 = time.perf_counter()
+            try:
+                status, body = await asyncio.wait_for(conn.request("GET", "/health", {}), IO_TIMEOUT_S)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                await conn.close()
+                status, body = 599, repr(exc).encode()
+            elapsed = time.perf_counter() - t0
+            latencies.append(elapsed)
+            if status != 200:
+                errors.append(f"GET /health -> {status}: {body[:200]!r}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop_event.wait(), max(0.0, HEALTH_INTERVAL_S - elapsed))
+    finally:
+        await conn.close()
+    return latencies, errors
+
+
+async def idle_health(port: int) -> Health:
+    """/health with nothing else running: the floor."""
+    never = asyncio.Event()
+    lat, errors = await probe_health(port, never, IDLE_HEALTH_SAMPLES)
+    return Health.of("idle", lat, errors)
+
+
+async def load_with_health(
+    ours: Proc, space: str, signer: Ed25519Signer, concurrency: int, duration: float
+) -> tuple[Any, Health]:
+    """The run.py workload, with /health probed on a separate connection meanwhile."""
+    stop_event = asyncio.Event()
+
+    async def load() -> Any:
+        try:
+            return await run_workload("ours", ours.port, ours.popen.pid, space, signer, concurrency, duration)
+        finally:
+            stop_event.set()
+
+    max_samples = int((WARMUP_S + duration + 2 * IO_TIMEOUT_S) / HEALTH_INTERVAL_S) + 10
+    result, (lat, errors) = await asyncio.gather(load(), probe_health(ours.port, stop_event, max_samples))
+    return result, Health.of(f"c{concurrency} PUT+GET load", lat, errors)
+
+
+def bench_throughput(
+    ours: Proc, moto: Proc, proxy: Proc, ctl: ProxyControl, duration: float
+) -> tuple[list[dict[str, Any]], list[Health]]:
+    """Concurrency 1 and 16 over one space; CPU of every process; /health during c16."""
+    signer = Ed25519Signer()
+    space = str(uuid.uuid4())
+    asyncio.run(provision(ours.port, space, signer))
+    healths = [asyncio.run(idle_health(ours.port))]
+    results: list[dict[str, Any]] = []
+    for c in (1, 16):
+        print(f"  throughput c{c} ({WARMUP_S:g}s warm-up + {duration:g}s) ...", file=sys.stderr, flush=True)
+        ctl.reset()
+        t0 = time.perf_counter()
+        moto0, proxy0 = proc_cpu_s(moto.popen.pid), proc_cpu_s(proxy.popen.pid)
+        ours0, bench0, system0 = proc_cpu_s(ours.popen.pid), time.process_time(), system_busy_s()
+        if c == 16:
+            res, health = asyncio.run(load_with_health(ours, space, signer, c, duration))
+            healths.append(health)
+        else:
+            res = asyncio.run(run_workload("ours", ours.port, ours.popen.pid, space, signer, c, duration))
+        wall = time.perf_counter() - t0
+        snap = ctl.counts()
+        mine = (
+            proc_cpu_s(moto.popen.pid)
+            - moto0
+            + proc_cpu_s(proxy.popen.pid)
+            - proxy0
+            + proc_cpu_s(ours.popen.pid)
+            - ours0
+            + time.process_time()
+            - bench0
+        )
+        row = asdict(res)
+        row.update(
+            moto_cpu_pct=100 * (proc_cpu_s(moto.popen.pid) - moto0) / wall,
+            proxy_cpu_pct=100 * (proc_cpu_s(proxy.popen.pid) - proxy0) / wall,
+            s3_requests=snap["counts"],
+            s3_rps=snap["total"] / wall,
+            s3_max_in_flight=snap["max_in_flight"],
+            s3_service_ms=snap["upstream_mean_ms"],
+            other_cpu_pct=max(0.0, 100 * (system_busy_s() - system0 - mine) / wall),
+            ours_cpu_ms_per_request=(10 * row["server_cpu_pct"] / res.rps) if res.rps else 0.0,
+            s3_upstream_errors=snap["upstream_errors"],
+        )
+        results.append(row)
+    return results, healths
+
+
+# ---------------------------------------------------------------------------
+# 2. Listing and S3 requests per operation
+# ---------------------------------------------------------------------------
+
+
+async def call(
+    port: int, signer: Ed25519Signer, method: str, path: str, body: bytes = b"", content_type: str = ""
+) -> tuple[int, bytes, float]:
+    """One signed request on a fresh connection; returns (status, body, milliseconds)."""
+    conn = Conn(port)
+    headers = signed(signer, method, path)
+    if content_type:
+        headers["Content-Type"] = content_type
+    try:
+        t0 = time.perf_counter()
+        status, data = await asyncio.wait_for(conn.request(method, path, headers, body), IO_TIMEOUT_S)
+        return status, data, (time.perf_counter() - t0) * 1000
+    finally:
+        await conn.close()
+
+
+def space_body(space: str, signer: Ed25519Signer) -> bytes:
+    return json.dumps({"id": f"urn:uuid:{space}", "controller": signer.controller}).encode()
+
+
+async def provision_many(
+    port: int, jobs: list[tuple[Ed25519Signer, str]], concurrency: int
+) -> tuple[int, list[str], float]:
+    """Create every space through the API, ``concurrency`` at a time; (created, errors, seconds)."""
+    todo: Iterator[tuple[Ed25519Signer, str]] = iter(jobs)
+    created = 0
+    errors: list[str] = []
+
+    async def worker() -> None:
+        nonlocal created
+        conn = Conn(port)
+        try:
+            for signer, space in todo:  # shared iterator: each job taken once; ends with the list
+                path = f"/space/{space}"
+                headers = signed(signer, "PUT", path)
+                headers["Content-Type"] = "application/json"
+                try:
+                    status, data = await asyncio.wait_for(
+                        conn.request("PUT", path, headers, space_body(space, signer)), IO_TIMEOUT_S
+                    )
+                except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                    await conn.close()
+                    status, data = 599, repr(exc).encode()
+                if status == 201:
+                    created += 1
+                else:
+                    errors.append(f"PUT {path} -> {status}: {data[:300]!r}")
+        finally:
+            await conn.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return created, errors, time.perf_counter() - t0
+
+
+def bench_listing(ours: Proc, ctl: ProxyControl, others: int, own: int) -> tuple[dict[str, Any], Any]:
+    """``others`` spaces of other DIDs and ``own`` of one DID, then that DID's GET /spaces/."""
+    print(f"  provisioning {others} + {own} spaces ...", file=sys.stderr, flush=True)
+    owner = Ed25519Signer()
+    mine = [str(uuid.uuid4()) for _ in range(own)]
+    jobs = [(Ed25519Signer(), str(uuid.uuid4())) for _ in range(others)] + [(owner, s) for s in mine]
+    jobs.sort(key=lambda job: job[1])  # interleave owners, as real traffic would
+    ctl.reset()
+    created, errors, seconds = asyncio.run(provision_many(ours.port, jobs, PROVISION_CONCURRENCY))
+    provision_counts = ctl.counts()
+    calls: list[dict[str, Any]] = []
+    for _ in range(LIST_REPEATS):
+        ctl.reset()
+        status, data, ms = asyncio.run(call(ours.port, owner, "GET", "/spaces/"))
+        snap = ctl.counts()
+        total_items: int | None = None
+        matching = 0
+        with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+            doc = json.loads(data)
+            total_items = int(doc["totalItems"])
+            wanted = set(mine)
+            matching = sum(1 for item in doc["items"] if str(item["id"]).removeprefix("urn:uuid:") in wanted)
+        calls.append(
+            {
+                "status": status,
+                "ms": ms,
+                "total_items": total_items,
+                "items_matching": matching,
+                "s3_requests": snap["total"],
+                "s3_counts": snap["counts"],
+                "s3_service_ms": snap["upstream_mean_ms"] * snap["total"],
+                "body_sample": None if status == 200 else data[:300].decode(errors="replace"),
+            }
+        )
+    listing = {
+        "spaces_other": others,
+        "spaces_own": own,
+        "created": created,
+        "provision_errors": len(errors),
+        "provision_error_samples": errors[:5],
+        "provision_s": seconds,
+        "provision_rps": (others + own) / seconds if seconds else 0.0,
+        "provision_s3_counts": provision_counts["counts"],
+        "calls": calls,
+        "first_ms": calls[0]["ms"],
+        "median_ms": statistics.median(c["ms"] for c in calls),
+    }
+    return listing, owner
+
+
+def bench_operations(ours: Proc, ctl: ProxyControl, listing: dict[str, Any]) -> list[dict[str, Any]]:
+    """S3 requests the proxy sees for single API calls (counters reset before each)."""
+    signer = Ed25519Signer()
+    sid = str(uuid.uuid4())
+    base = f"/space/{sid}"
+    octet = "application/octet-stream"
+    steps: list[tuple[str | None, str, str, bytes, str, tuple[int, ...]]] = [
+        ("create space", "PUT", base, space_body(sid, signer), "application/json", (201,)),
+        ("resource write (new)", "PUT", f"{base}/r/1", BODY, octet, (200, 201, 204)),
+        ("resource write (overwrite)", "PUT", f"{base}/r/1", BODY, octet, (200, 201, 204)),
+        ("resource read", "GET", f"{base}/r/1", b"", "", (200,)),
+        ("resource read (missing)", "GET", f"{base}/r/missing", b"", "", (404,)),
+        ("list resources (1)", "GET", f"{base}/", b"", "", (200,)),
+        ("list spaces (1 own)", "GET", "/spaces/", b"", "", (200,)),
+        (None, "PUT", f"{base}/r/2", BODY, octet, (200, 201, 204)),
+        (None, "PUT", f"{base}/r/3", BODY, octet, (200, 201, 204)),
+        (None, "PUT", f"{base}/r/4", BODY, octet, (200, 201, 204)),
+        ("delete resource", "DELETE", f"{base}/r/4", b"", "", (200, 204)),
+        ("delete space (3 resources)", "DELETE", base, b"", "", (200, 204)),
+    ]
+    rows: list[dict[str, Any]] = []
+    for label, method, path, body, ctype, expected in steps:
+        ctl.reset()
+        status, data, ms = asyncio.run(call(ours.port, signer, method, path, body, ctype))
+        snap = ctl.counts()
+        if label is None:
+            if status not in expected:
+                raise RuntimeError(f"setup {method} {path} -> {status}: {data[:300]!r}")
+            continue
+        rows.append(
+            {
+                "operation": label,
+                "request": f"{method} {path.replace(sid, '{id}')}",
+                "status": status,
+                "expected_status": status in expected,
+                "ms": ms,
+                "s3_requests": snap["total"],
+                "s3_counts": snap["counts"],
+                "body_sample": None if status in expected else data[:300].decode(errors="replace"),
+            }
+        )
+    first = listing["calls"][0]
+    rows.append(
+        {
+            "operation": f"list spaces ({listing['spaces_own']} own of "
+            f"{listing['spaces_own'] + listing['spaces_other']:,})",
+            "request": "GET /spaces/",
+            "status": first["status"],
+            "expected_status": first["status"] == 200,
+            "ms": first["ms"],
+            "s3_requests": first["s3_requests"],
+            "s3_counts": first["s3_counts"],
+            "body_sample": first["body_sample"],
+        }
+    )
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+
+def log_anomalies(text: str) -> list[str]:
+    """Lines of our twistd log that look like errors (it should have none)."""
+    return [line for line in text.splitlines() if LOG_ANOMALY.search(line)][:MAX_LOG_LINES]
+
+
+def moto_ceiling(data: dict[str, Any]) -> dict[str, float]:
+    """The API req/s moto alone allows: its direct capacity over S3 requests per API request."""
+    direct = next(r for r in data["proxy_check"]["concurrent"] if r["path"] == "direct")
+    ops = {r["operation"]: r["s3_requests"] for r in data["operations"]}
+    per_request = (ops.get("resource write (new)", 0) + ops.get("resource read", 0)) / 2
+    ceiling = direct["rps"] / per_request if per_request else 0.0
+    c16 = data["throughput"][-1]
+    return {
+        "moto_direct_rps": direct["rps"],
+        "s3_requests_per_api_request": per_request,
+        "ceiling_rps": ceiling,
+        "c16_s3_rps": c16["s3_rps"],
+        "c16_pct_of_ceiling": 100 * c16["rps"] / ceiling if ceiling else 0.0,
+    }
+
+
+def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each goal, the figure measured and whether it was met."""
+    c1, c16 = data["throughput"]
+    under_load = data["health"][-1]
+    first = data["listing"]["calls"][0]
+    scaling = c16["rps"] / c1["rps"] if c1["rps"] else 0.0
+    vs_existing = c16["rps"] / EXISTING_RPS
+    return [
+        {
+            "goal": f"c16 / c1 req/s >= {GOAL_SCALING:g}x",
+            "measured": f"{scaling:.1f}x",
+            "met": scaling >= GOAL_SCALING,
+        },
+        {
+            "goal": f"c16 / existing {EXISTING_RPS:g} req/s >= {GOAL_VS_EXISTING:g}x",
+            "measured": f"{vs_existing:.1f}x",
+            "met": vs_existing >= GOAL_VS_EXISTING,
+        },
+        {
+            "goal": f"/health p99 under c16 load < {GOAL_HEALTH_P99_MS:g} ms "
+            f"(existing: max {EXISTING_HEALTH_MAX_MS / 1000:g} s)",
+            "measured": f"p99 {under_load['p99_ms']:.1f} ms, max {under_load['max_ms']:.1f} ms",
+            "met": under_load["p99_ms"] < GOAL_HEALTH_P99_MS and under_load["errors"] == 0,
+        },
+        {
+            "goal": f"list 200 of 1,200: totalItems 200, <= {GOAL_LIST_REQUESTS} S3 request, "
+            f"< {GOAL_LIST_MS:g} ms (existing: {EXISTING_LIST_REQUESTS}, {EXISTING_LIST_MS / 1000:g} s)",
+            "measured": f"totalItems {first['total_items']}, {first['s3_requests']} S3, {first['ms']:.1f} ms",
+            "met": first["total_items"] == data["listing"]["spaces_own"]
+            and first["s3_requests"] <= GOAL_LIST_REQUESTS
+            and first["ms"] < GOAL_LIST_MS,
+        },
+    ]
+
+
+def report(data: dict[str, Any]) -> str:
+    """Every section as RST simple tables."""
+    out = [
+        f"WAS S3 benchmark: was-twisted over moto {data['moto_version']} behind a "
+        f"{data['latency_ms']:g} ms latency proxy; 1 KiB signed PUT+GET pairs, {data['duration_s']:g}s per "
+        f"cell after {WARMUP_S:g}s warm-up; python {data['python']}, {data['cpus']} CPUs",
+        "",
+        "Proxy check (sequential 1 KiB GetObject from boto3 in the bench process)",
+        "",
+    ]
+    proxy = data["proxy_check"]
+    out.append(
+        table(
+            [["path", "requests", "p50 ms", "p99 ms"]]
+            + [
+                [r["path"], str(r["requests"]), f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}"]
+                for r in proxy["sequential"]
+            ]
+        )
+    )
+    out += ["", f"Proxy check ({PROXY_CHECK_THREADS} boto3 threads, GetObject, one client)", ""]
+    out.append(
+        table(
+            [["path", "requests", "req/s", "errors", "max in flight", "proxy CPU us/req"]]
+            + [
+                [
+                    r["path"],
+                    str(r["requests"]),
+                    f"{r['rps']:.0f}",
+                    str(r["errors"]),
+                    "-" if r["max_in_flight"] is None else str(r["max_in_flight"]),
+                    "-" if r["proxy_cpu_us_per_request"] is None else f"{r['proxy_cpu_us_per_request']:.0f}",
+                ]
+                for r in proxy["concurrent"]
+            ]
+        )
+    )
+    out += ["", "Throughput (ours, S3 backend; CPU in % of one core)", ""]
+    rows = [
+        [
+            "conc",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "ours CPU",
+            "loadgen CPU",
+            "moto CPU",
+            "proxy CPU",
+            "other CPU",
+            "S3 req/s",
+            "S3 in flight",
+            "S3 ms",
+            "ours CPU ms/req",
+        ]
+    ]
+    for r in data["throughput"]:
+        rows.append(
+            [
+                str(r["concurrency"]),
+                f"{r['rps']:.0f}",
+                f"{r['p50_ms']:.1f}",
+                f"{r['p99_ms']:.1f}",
+                str(r["errors"]),
+                f"{r['server_cpu_pct']:.0f}",
+                f"{r['loadgen_cpu_pct']:.0f}",
+                f"{r['moto_cpu_pct']:.0f}",
+                f"{r['proxy_cpu_pct']:.0f}",
+                f"{r['other_cpu_pct']:.0f}",
+                f"{r['s3_rps']:.0f}",
+                f"{r['s3_max_in_flight']}",
+                f"{r['s3_service_ms']:.1f}",
+                f"{r['ours_cpu_ms_per_request']:.1f}",
+            ]
+        )
+    out.append(table(rows))
+    c1, c16 = data["throughput"]
+    out += [
+        "",
+        table(
+            [
+                ["ratio", "value", "goal"],
+                ["ours c16 / ours c1", ratio(c16["rps"], c1["rps"]), f">= {GOAL_SCALING:g}x"],
+                [
+                    f"ours c16 / existing ({EXISTING_RPS:g} req/s)",
+                    ratio(c16["rps"], EXISTING_RPS),
+                    f">= {GOAL_VS_EXISTING:g}x",
+                ],
+            ]
+        ),
+    ]
+    ceil = data["moto_ceiling"]
+    out += [
+        "",
+        f"moto alone (16 boto3 threads, no proxy, no latency) served {ceil['moto_direct_rps']:.0f} S3 req/s; "
+        f"at {ceil['s3_requests_per_api_request']:g} S3 requests per API request that caps ours at "
+        f"~{ceil['ceiling_rps']:.0f} req/s on this machine; "
+        f"c16 reached {ceil['c16_pct_of_ceiling']:.0f}% of it "
+        f"({ceil['c16_s3_rps']:.0f} S3 req/s, moto answering in {c16['s3_service_ms']:.1f} ms on average "
+        "before the added latency).",
+    ]
+    out += ["", f"GET /health every {HEALTH_INTERVAL_S * 1000:g} ms on its own connection", ""]
+    out.append(
+        table(
+            [["condition", "samples", "p50 ms", "p99 ms", "max ms", "errors"]]
+            + [
+                [
+                    h["condition"],
+                    str(h["samples"]),
+                    f"{h['p50_ms']:.2f}",
+                    f"{h['p99_ms']:.2f}",
+                    f"{h['max_ms']:.2f}",
+                    str(h["errors"]),
+                ]
+                for h in data["health"]
+            ]
+        )
+    )
+    listing = data["listing"]
+    first = listing["calls"][0]
+    out += [
+        "",
+        f"Listing: {listing['spaces_other']:,} spaces of other DIDs + {listing['spaces_own']} of one DID, "
+        f"created through the API at concurrency {PROVISION_CONCURRENCY} in {listing['provision_s']:.1f}s "
+        f"({listing['provision_rps']:.0f} creates/s, {listing['created']} created, "
+        f"{listing['provision_errors']} errors); then GET /spaces/ signed by that DID, {LIST_REPEATS} times",
+        "",
+        table(
+            [
+                [
+                    "server",
+                    "totalItems",
+                    "first ms",
+                    f"median of {LIST_REPEATS} ms",
+                    "S3 requests per call",
+                    "of first: moto ms",
+                ],
+                [
+                    "ours",
+                    str(first["total_items"]),
+                    f"{first['ms']:.1f}",
+                    f"{listing['median_ms']:.1f}",
+                    "/".join(sorted({str(c["s3_requests"]) for c in listing["calls"]})),
+                    f"{first['s3_service_ms']:.1f}",
+                ],
+                ["existing", "200", f"{EXISTING_LIST_MS:.0f}", "-", str(EXISTING_LIST_REQUESTS), "-"],
+            ]
+        ),
+    ]
+    out += ["", "S3 requests per API operation (proxy counters reset before each single call)", ""]
+    out.append(
+        table(
+            [["operation", "status", "ms", "S3 requests", "which", "existing server"]]
+            + [
+                [
+                    r["operation"],
+                    str(r["status"]) + ("" if r["expected_status"] else " (!)"),
+                    f"{r['ms']:.1f}",
+                    str(r["s3_requests"]),
+                    describe_counts(r["s3_counts"]),
+                    EXISTING_OPS.get(r["operation"], "-"),
+                ]
+                for r in data["operations"]
+            ]
+        )
+    )
+    out += ["", "Goals", ""]
+    out.append(
+        table(
+            [["goal", "measured", "met"]]
+            + [[g["goal"], g["measured"], "yes" if g["met"] else "NO"] for g in data["goals"]]
+        )
+    )
+    warnings: list[str] = []
+    for r in data["throughput"]:
+        if r["loadgen_cpu_pct"] > LOADGEN_BUSY_PCT:
+            warnings.append(f"load generator at {r['loadgen_cpu_pct']:.0f}% of a core in c{r['concurrency']}")
+        for sample in r["error_samples"]:
+            warnings.append(f"error c{r['concurrency']}: {sample}")
+        if r["other_cpu_pct"] > OTHER_BUSY_PCT:
+            warnings.append(
+                f"other processes on this machine used {r['other_cpu_pct']:.0f}% of a core during "
+                f"c{r['concurrency']}: its figures are low; rerun on a quiet machine"
+            )
+        if r["s3_upstream_errors"]:
+            warnings.append(f"proxy: {r['s3_upstream_errors']} upstream errors in c{r['concurrency']}")
+    for h in data["health"]:
+        warnings.extend(f"health {h['condition']}: {s}" for s in h["error_samples"])
+    warnings.extend(f"provisioning: {s}" for s in listing["provision_error_samples"])
+    for c in listing["calls"]:
+        if c["body_sample"]:
+            warnings.append(f"GET /spaces/ -> {c['status']}: {c['body_sample']}")
+    for r in data["operations"]:
+        if r["body_sample"]:
+            warnings.append(f"{r['request']} -> {r['status']}: {r['body_sample']}")
+    warnings.extend(f"ours log: {line}" for line in data["ours_log_anomalies"])
+    if warnings:
+        out += ["", "Warnings and errors", ""] + [f"* {w}" for w in warnings]
+    out += ["", f"ours peak RSS: {data['ours_peak_rss_kib'] / 1024:.1f} MiB"]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+
+def moto_version() -> str:
+    try:
+        import moto
+
+        return str(moto.__version__)
+    except ImportError:
+        return "?"
+
+
+def run_all(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    """Start moto, the proxy and ours; measure everything; stop all three whatever happens."""
+    procs: list[Proc] = []
+    try:
+        print("starting moto ...", file=sys.stderr, flush=True)
+        moto = start_moto(log_dir)
+        procs.append(moto)
+        admin = s3_client(moto.port)
+        admin.create_bucket(Bucket=BUCKET)
+        admin.close()
+        proxy = start_proxy(moto.port, args.latency_ms, log_dir)
+        procs.append(proxy)
+        ctl = ProxyControl(proxy.port)
+        print("checking the proxy ...", file=sys.stderr, flush=True)
+        proxy_check = check_proxy(moto, proxy, ctl, args.latency_ms)
+        print("starting ours (twistd, S3 backend) ...", file=sys.stderr, flush=True)
+        ours = start_ours(proxy.port, log_dir)
+        procs.append(ours)
+        throughput, health = bench_throughput(ours, moto, proxy, ctl, args.duration)
+        listing, _ = bench_listing(ours, ctl, args.other_spaces, args.own_spaces)
+        print("  S3 requests per operation ...", file=sys.stderr, flush=True)
+        operations = bench_operations(ours, ctl, listing)
+        if ours.popen.poll() is not None:
+            raise RuntimeError(f"ours died during the run:\n{ours.tail()}")
+        data: dict[str, Any] = {
+            "duration_s": args.duration,
+            "warmup_s": WARMUP_S,
+            "latency_ms": args.latency_ms,
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "moto_version": moto_version(),
+            "proxy_check": proxy_check,
+            "throughput": throughput,
+            "health": [asdict(h) for h in health],
+            "listing": listing,
+            "operations": operations,
+            "ours_peak_rss_kib": peak_rss_kib(ours.popen.pid),
+            "ours_log_anomalies": log_anomalies(ours.log_text()),
+            "existing": {
+                "rps": EXISTING_RPS,
+                "health_max_ms": EXISTING_HEALTH_MAX_MS,
+                "list_requests": EXISTING_LIST_REQUESTS,
+                "list_ms": EXISTING_LIST_MS,
+                "ops": EXISTING_OPS,
+            },
+        }
+        data["moto_ceiling"] = moto_ceiling(data)
+        data["goals"] = goals(data)
+        return data
+    finally:
+        for proc in reversed(procs):
+            stop(proc.popen)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=10.0, help="measured seconds per concurrency")
+    ap.add_argument("--latency-ms", type=float, default=20.0, help="delay the proxy adds to each S3 response")
+    ap.add_argument("--json", type=Path, help="write raw figures here")
+    ap.add_argument("--other-spaces", type=int, default=1000, help="spaces owned by other DIDs (listing)")
+    ap.add_argument("--own-spaces", type=int, default=200, help="spaces owned by the listing DID")
+    ap.add_argument("--keep-logs", type=Path, help="copy moto, proxy and twistd logs into this directory")
+    args = ap.parse_args(argv)
+    if not 0 < args.duration <= 600:
+        ap.error("--duration must be in (0, 600]")
+    if not 0 <= args.latency_ms <= 1000:
+        ap.error("--latency-ms must be in [0, 1000]")
+    if not (0 <= args.other_spaces <= 20_000 and 1 <= args.own_spaces <= 5_000):
+        ap.error("--other-spaces must be in [0, 20000] and --own-spaces in [1, 5000]")
+    signal.signal(signal.SIGTERM, _interrupt)  # so `finally` still stops every process
+    with tempfile.TemporaryDirectory(prefix="was-s3-bench-") as tmp:
+        log_dir = Path(tmp)
+        try:
+            data = run_all(args, log_dir)
+        except (RuntimeError, OSError) as exc:
+            print(f"FAILED: {exc}", file=sys.stderr, flush=True)
+            return 1
+        finally:
+            if args.keep_logs:
+                args.keep_logs.mkdir(parents=True, exist_ok=True)
+                for log in log_dir.glob("*.log"):
+                    (args.keep_logs / log.name).write_bytes(log.read_bytes())
+    print(report(data))
+    if args.json:
+        args.json.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    return 0 if all(g["met"] for g in data["goals"]) else 2
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; every process stopped", file=sys.stderr)
+        sys.exit(130)
