@@ -297,14 +297,20 @@ class Operations:
             space_id, path, lambda space: self.authorizer.require_controller(invocation, space)
         )
 
-    async def list_container(self, call: Call, space_id: str, prefix: str) -> dict[str, object]:
-        """The resources under ``prefix`` (a path ending in ``/``), at any depth."""
+    async def list_container(self, call: Call, space_id: str, prefix: str) -> dict[str, object] | None:
+        """The resources under ``prefix`` (a path ending in ``/``), at any depth.
+
+        ``None`` when a resource is stored at exactly ``prefix`` (a client of
+        the existing server may have written one): the caller serves it.
+        """
         check_space_id(space_id)
         check_resource_path(prefix)
         invocation = self.authenticate(call)
         entries = await self.storage.list_resources(
             space_id, prefix, lambda space: self.authorizer.require_controller(invocation, space)
         )
+        if entries and entries[0][0] == prefix:
+            return None
         return {
             "url": resource_url(space_id, prefix),
             "type": ["Collection"],

@@ -263,3 +263,40 @@ def test_s3_outage_is_503_and_health_stays_fast(tmp_path: Path) -> None:
     finally:
         b.stop()
         s3.stop()
+
+
+def test_racing_overwrites_never_mix(bucket: Bucket) -> None:
+    """Readers racing writers through the API always see one whole version with its own type."""
+    was = bucket.start("hot/")
+    alice = Ed25519Signer()
+    sid = provision(was.url, alice)
+    path = f"/space/{sid}/hot"
+    versions = {bytes([n]) * 50_000: f"application/x-v{n}" for n in range(4)}
+
+    def write_all(_: int) -> None:
+        with httpx.Client(base_url=was.url, timeout=30) as client:
+            for data, ctype in versions.items():
+                r = client.put(
+                    path, content=data, headers={"content-type": ctype, **signed(alice, "PUT", path)}
+                )
+                assert r.status_code == 204
+
+    write_all(0)
+
+    def read_many(_: int) -> list[str]:
+        bad = []
+        with httpx.Client(base_url=was.url, timeout=30) as client:
+            for _ in range(25):
+                r = client.get(path, headers=signed(alice, "GET", path))
+                if r.status_code != 200 or versions.get(r.content) != r.headers["content-type"]:
+                    bad.append(
+                        f"{r.status_code} {r.content[:1]!r} {len(r.content)} {r.headers.get('content-type')}"
+                    )
+        return bad
+
+    with ThreadPoolExecutor(6) as pool:
+        writers = [pool.submit(write_all, n) for n in range(3)]
+        readers = [pool.submit(read_many, n) for n in range(3)]
+        for w in writers:
+            w.result()
+        assert [bad for r in readers for bad in r.result()] == []

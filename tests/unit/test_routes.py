@@ -364,3 +364,17 @@ async def test_bad_signatures_are_refused(api: Api, alice: Ed25519Signer, attack
     assert r.code == 401, attack
     assert json.loads(await body_of(r))["type"] == SPEC + "invalid-authorization-header"
     assert api.backend.read_resource(sid, "/target.txt")[1] is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_container_path_serves_a_resource_stored_there(api: Api, alice: Ed25519Signer) -> None:
+    """GET of a path ending in / lists, unless a resource is stored at exactly that path."""
+    sid = await provision(api, alice)
+    coll = f"/space/{sid}/notes/"
+    r = await api.http.put(BASE + coll + "a", data=b"a", headers=sign(alice, "PUT", coll + "a"))
+    r = await api.http.get(BASE + coll, headers=sign(alice, "GET", coll))
+    assert json.loads(await body_of(r))["totalItems"] == 1
+    r = await api.http.put(BASE + coll, data=b"index", headers=sign(alice, "PUT", coll))
+    assert r.code == 204
+    r = await api.http.get(BASE + coll, headers=sign(alice, "GET", coll))
+    assert await body_of(r) == b"index"

@@ -235,12 +235,11 @@ class WASApp:
         method = self._only(request, ("GET", "HEAD", "PUT", "POST", "DELETE"))
         ops = self.operations
         if method in ("GET", "HEAD"):
-            try:
-                info, body = await ops.read_resource(call, space_id, path)
-            except NotFound:
-                if not path.endswith("/"):
-                    raise
-                return _json(request, await ops.list_container(call, space_id, path))
+            if path.endswith("/"):
+                listing = await ops.list_container(call, space_id, path)
+                if listing is not None:
+                    return _json(request, listing)
+            info, body = await ops.read_resource(call, space_id, path)
             request.setHeader(b"content-type", info.content_type.encode("latin-1"))
             request.setHeader(b"content-length", b"%d" % info.size)
             if info.etag:
