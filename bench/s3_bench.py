@@ -1,14 +1,17 @@
-"""S3 benchmark: was-twisted over moto's S3 server, behind a proxy that adds S3-like latency.
+"""S3 benchmark: was-twisted over moto and/or Ceph, behind a proxy that adds S3-like latency.
 
 One command, one run::
 
-    python bench/s3_bench.py [--duration 10] [--latency-ms 20] [--json out.json]
+    python bench/s3_bench.py [--s3 moto|ceph|both] [--duration 10] [--latency-ms 20] [--json out.json]
 
-It starts moto's S3 server, ``bench/latency_proxy.py`` in front of it (delays every response,
-counts S3 requests by operation) and ``twistd -n was`` with ``WAS_STORAGE_BACKEND=s3`` talking to
-the proxy, then measures signed 1 KiB PUT+GET throughput at concurrency 1 and 16, ``/health``
-latency under load, listing 200 of 1,200 spaces, and the S3 requests each API operation makes.
-Every process it starts is stopped before it exits.  See the last section of ``bench/README.rst``.
+For each S3 server in turn (moto's stand-alone server; a throwaway single-node Ceph whose RADOS
+Gateway checks SigV4 signatures), it starts that server, ``bench/latency_proxy.py`` in front of
+it (delays every response, counts S3 requests by operation) and ``twistd -n was`` with
+``WAS_STORAGE_BACKEND=s3`` talking to the proxy, then measures the S3 server's own capacity,
+signed 1 KiB PUT+GET throughput at concurrency 1 and 16, ``/health`` latency under load, listing
+200 of 1,200 spaces, and the S3 requests each API operation makes; then stops all three before
+the next S3 server starts.  Every process it starts is stopped before it exits.  The S3 servers
+come from ``tests/integration/s3servers.py``.  See the last section of ``bench/README.rst``.
 
 The load generator, the signing and the table format are ``bench/run.py``'s, imported.
 """
@@ -39,6 +42,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from run import (
     BODY,
     IO_TIMEOUT_S,
@@ -63,6 +67,12 @@ from wallet_attached_storage_client import Ed25519Signer
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
+sys.path.insert(1, str(REPO_ROOT))  # after bench/ (for ``run``): ``tests.integration.s3servers``
+from tests.integration.s3servers import S3Server, ceph_available, start_ceph, start_moto  # noqa: E402
+
+S3_KINDS = ("moto", "ceph")
+S3_STARTERS = {"moto": start_moto, "ceph": start_ceph}
+S3_START_TIMEOUT_S = 90.0
 BUCKET = "was-bench"
 PREFIX = "bench/"
 
@@ -184,23 +194,40 @@ def wait_http(proc: Proc, path: str, ok: tuple[int, ...] | None = None) -> None:
     raise RuntimeError(f"{proc.name} did not answer GET {path} within {START_TIMEOUT_S:.0f}s:\n{proc.tail()}")
 
 
-def start_moto(log_dir: Path) -> Proc:
-    """moto's stand-alone S3 server on a free port, answering."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    proc = spawn("moto", cmd, dict(os.environ), log_dir)
-    proc.port = port
-    wait_http(proc, "/")
-    return proc
+def s3_pids(s3: S3Server) -> list[int]:
+    """The S3 server's processes (moto: one; Ceph: monitor, OSD and radosgw)."""
+    return [p.pid for p in s3._procs]
 
 
-def start_proxy(upstream_port: int, latency_ms: float, log_dir: Path) -> Proc:
+def s3_cpu_s(s3: S3Server) -> float:
+    """CPU seconds used so far by every process of the S3 server."""
+    return sum(proc_cpu_s(pid) for pid in s3_pids(s3))
+
+
+def s3_version(kind: str) -> str:
+    """``moto 5.x`` or ``Ceph 16.2.x`` (``?`` if unknown)."""
+    if kind == "moto":
+        try:
+            import moto
+
+            return f"moto {moto.__version__}"
+        except ImportError:
+            return "moto ?"
+    try:
+        out = subprocess.run(["ceph", "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    match = re.search(r"ceph version (\S+)", out)
+    return f"Ceph {match.group(1) if match else '?'} RGW"
+
+
+def start_proxy(s3: S3Server, latency_ms: float, log_dir: Path) -> Proc:
     """``latency_proxy.py`` in its own process (its CPU is then measurable and off our GIL)."""
     cmd = [
         sys.executable,
         str(BENCH_DIR / "latency_proxy.py"),
         "--upstream",
-        f"http://127.0.0.1:{upstream_port}",
+        s3.endpoint_url,
         "--latency-ms",
         str(latency_ms),
     ]
@@ -209,18 +236,15 @@ def start_proxy(upstream_port: int, latency_ms: float, log_dir: Path) -> Proc:
     return proc
 
 
-def start_ours(proxy_port: int, log_dir: Path) -> Proc:
+def start_ours(proxy_port: int, s3: S3Server, log_dir: Path) -> Proc:
     """``twistd -n was`` on S3 through the proxy; waits until it listens and its index is built."""
     cmd, env = server_command("ours", 0)  # tcp:0:interface=127.0.0.1, PYTHONPATH, access log off
-    env.pop("AWS_PROFILE", None)
+    env = s3.process_env(env)  # no AWS_* of the caller's; the S3 server's keys (Ceph checks them)
     env.update(
         WAS_STORAGE_BACKEND="s3",
         WAS_STORAGE_BUCKET=BUCKET,
         WAS_STORAGE_PREFIX=PREFIX,
         AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{proxy_port}",
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_DEFAULT_REGION="us-east-1",
         WAS_ACCESS_LOG="off",
     )
     proc = spawn("ours", cmd, env, log_dir)
@@ -233,15 +257,16 @@ def start_ours(proxy_port: int, log_dir: Path) -> Proc:
     return proc
 
 
-def s3_client(port: int, pool: int = 10) -> Any:
-    """A boto3 client for moto (directly or through the proxy), path-style, dummy credentials."""
+def s3_client(endpoint_url: str, s3: S3Server, pool: int = 10, secret_key: str | None = None) -> Any:
+    """A boto3 client for the S3 server (directly or through the proxy), path-style, its keys."""
     return boto3.session.Session().client(
         "s3",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-        region_name="us-east-1",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key if secret_key is None else secret_key,
+        region_name=s3.region,
         config=Config(
+            s3={"addressing_style": "path"},
             max_pool_connections=pool,
             retries={"mode": "standard", "max_attempts": 1},
             request_checksum_calculation="when_required",
@@ -331,10 +356,47 @@ def time_concurrent(client: Any, threads: int, per_thread: int) -> tuple[float, 
     return time.perf_counter() - t0, threads * per_thread, errors
 
 
-def check_proxy(moto: Proc, proxy: Proc, ctl: ProxyControl, latency_ms: float) -> dict[str, Any]:
-    """What the proxy adds: nothing much at 0 ms, ``latency_ms`` when on, and no serialisation."""
-    direct = s3_client(moto.port)
-    via = s3_client(proxy.port, pool=PROXY_CHECK_THREADS + 2)
+def check_signatures(s3: S3Server, proxy: Proc) -> dict[str, Any]:
+    """Signed requests pass through the proxy unchanged, and a wrong signature is refused.
+
+    Ceph's gateway recomputes every SigV4 signature from the method, path, query, ``Host`` and
+    body it receives: a proxy that changed any of them would get 403 SignatureDoesNotMatch for
+    the good key too.  moto accepts any signature, so there the wrong key is expected to pass.
+    """
+    via_url = f"http://127.0.0.1:{proxy.port}"
+    good = s3_client(via_url, s3)
+    bad = s3_client(via_url, s3, secret_key=s3.secret_key + "x")
+    key = "probe/signed key with spaces+plus"  # exercises the path's percent-encoding
+    result: dict[str, Any] = {"good_key": "", "wrong_key": "", "ok": False}
+    try:
+        try:
+            good.put_object(Bucket=BUCKET, Key=key, Body=BODY)
+            same = good.get_object(Bucket=BUCKET, Key=key)["Body"].read() == BODY
+            good.delete_object(Bucket=BUCKET, Key=key)
+            result["good_key"] = "PUT/GET/DELETE 200" + ("" if same else ", body differs")
+        except ClientError as exc:
+            result["good_key"] = str(exc)[:200]
+            same = False
+        try:
+            bad.head_bucket(Bucket=BUCKET)
+            result["wrong_key"] = "accepted"
+        except ClientError as exc:
+            result["wrong_key"] = f"{exc.response['Error'].get('Code', '?')} (refused)"
+        refused = result["wrong_key"] != "accepted"
+        result["ok"] = same and (refused or s3.name == "moto")
+    finally:
+        good.close()
+        bad.close()
+    return result
+
+
+def check_proxy(s3: S3Server, proxy: Proc, ctl: ProxyControl, latency_ms: float) -> dict[str, Any]:
+    """What the proxy adds: nothing much at 0 ms, ``latency_ms`` when on, and no serialisation.
+
+    The 16-thread direct figure is the S3 server's own capacity on this machine.
+    """
+    direct = s3_client(s3.endpoint_url, s3)
+    via = s3_client(f"http://127.0.0.1:{proxy.port}", s3, pool=PROXY_CHECK_THREADS + 2)
     direct.put_object(Bucket=BUCKET, Key="probe/1k", Body=BODY)
     rows: list[dict[str, Any]] = []
 
@@ -350,9 +412,9 @@ def check_proxy(moto: Proc, proxy: Proc, ctl: ProxyControl, latency_ms: float) -
         )
 
     try:
-        seq("boto3 -> moto (direct)", direct, PROXY_CHECK_SEQUENTIAL)
+        seq("direct", direct, PROXY_CHECK_SEQUENTIAL)
         ctl.set_latency(0)
-        seq("boto3 -> proxy 0 ms -> moto", via, PROXY_CHECK_SEQUENTIAL)
+        seq("proxy 0 ms", via, PROXY_CHECK_SEQUENTIAL)
         concurrent: list[dict[str, Any]] = []
         for label, client, ms in (
             ("direct", direct, None),
@@ -378,7 +440,7 @@ def check_proxy(moto: Proc, proxy: Proc, ctl: ProxyControl, latency_ms: float) -
                     "proxy_cpu_us_per_request": 1e6 * cpu / n if ms is not None else None,
                 }
             )
-        seq(f"boto3 -> proxy {latency_ms:g} ms -> moto", via, PROXY_CHECK_SEQUENTIAL // 2)
+        seq(f"proxy {latency_ms:g} ms", via, PROXY_CHECK_SEQUENTIAL // 2)
     finally:
         ctl.set_latency(latency_ms)
         direct.delete_object(Bucket=BUCKET, Key="probe/1k")
@@ -471,7 +533,7 @@ async def load_with_health(
 
 
 def bench_throughput(
-    ours: Proc, moto: Proc, proxy: Proc, ctl: ProxyControl, duration: float
+    ours: Proc, s3: S3Server, proxy: Proc, ctl: ProxyControl, duration: float
 ) -> tuple[list[dict[str, Any]], list[Health]]:
     """Concurrency 1 and 16 over one space; CPU of every process; /health during c16."""
     signer = Ed25519Signer()
@@ -483,7 +545,7 @@ def bench_throughput(
         print(f"  throughput c{c} ({WARMUP_S:g}s warm-up + {duration:g}s) ...", file=sys.stderr, flush=True)
         ctl.reset()
         t0 = time.perf_counter()
-        moto0, proxy0 = proc_cpu_s(moto.popen.pid), proc_cpu_s(proxy.popen.pid)
+        s3_0, proxy0 = s3_cpu_s(s3), proc_cpu_s(proxy.popen.pid)
         ours0, bench0, system0 = proc_cpu_s(ours.popen.pid), time.process_time(), system_busy_s()
         if c == 16:
             res, health = asyncio.run(load_with_health(ours, space, signer, c, duration))
@@ -492,9 +554,9 @@ def bench_throughput(
             res = asyncio.run(run_workload("ours", ours.port, ours.popen.pid, space, signer, c, duration))
         wall = time.perf_counter() - t0
         snap = ctl.counts()
+        s3_cpu = s3_cpu_s(s3) - s3_0
         mine = (
-            proc_cpu_s(moto.popen.pid)
-            - moto0
+            s3_cpu
             + proc_cpu_s(proxy.popen.pid)
             - proxy0
             + proc_cpu_s(ours.popen.pid)
@@ -504,7 +566,7 @@ def bench_throughput(
         )
         row = asdict(res)
         row.update(
-            moto_cpu_pct=100 * (proc_cpu_s(moto.popen.pid) - moto0) / wall,
+            s3_cpu_pct=100 * s3_cpu / wall,
             proxy_cpu_pct=100 * (proc_cpu_s(proxy.popen.pid) - proxy0) / wall,
             s3_requests=snap["counts"],
             s3_rps=snap["total"] / wall,

@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from .auth.policy import Authorizer, Invocation, authenticate
 from .config import Settings
-from .errors import InvalidRequestBody, NotFound, SpaceExists
+from .errors import InvalidId, InvalidRequestBody, NotFound, SpaceExists
 from .ids import check_resource_path, check_space_id
 from .storage.base import DEFAULT_CONTENT_TYPE, ResourceInfo, SpaceRecord
 from .storage.threaded import AsyncBody, AsyncStorage
@@ -207,8 +207,8 @@ class Operations:
             space_id = _bare_id(wanted.id)
             try:
                 check_space_id(space_id)
-            except Exception as exc:
-                raise InvalidRequestBody(str(exc), pointer="#/id") from None
+            except InvalidId as exc:
+                raise InvalidRequestBody(exc.detail, pointer="#/id") from None
             stored_id = wanted.id
         else:
             space_id = str(uuid.uuid4())

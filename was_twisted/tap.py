@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.application.service import IService
 from twisted.python import usage
 
@@ -54,4 +52,4 @@ def makeService(options: Options) -> IService:
         raise SystemExit(f"was: {exc}") from None
 
 
-__all__: list[Any] = ["Options", "makeService"]
+__all__ = ["Options", "makeService"]
