@@ -34,6 +34,7 @@ class Settings:
     threads: int = 16
     max_backlog: int = 256
     access_log: bool = True
+    max_upload: int = 1 << 30
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -94,4 +95,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         threads=_int(env, "WAS_THREADS", 16, 1, 256),
         max_backlog=_int(env, "WAS_MAX_BACKLOG", 256, 1, 100_000),
         access_log=_flag(env, "WAS_ACCESS_LOG", True),
+        max_upload=_int(env, "WAS_MAX_UPLOAD_BYTES", 1 << 30, 0, 5 * (1 << 40)),
     )

@@ -67,6 +67,10 @@ class StorageFailure(WASError):
     """Storage failed in a way a retry will not fix (the detail is logged, not sent)."""
 
 
+class PayloadTooLarge(WASError):
+    """The request body is larger than the server accepts (``WAS_MAX_UPLOAD_BYTES``)."""
+
+
 class MethodNotAllowed(WASError):
     """The target exists as a route but not for this method; ``allowed`` lists those it has."""
 

@@ -22,6 +22,7 @@ from .operations import Operations
 from .storage.base import Backend
 from .storage.threaded import AsyncStorage, PoolRunner, PoolService, run_inline
 from .web.app import WASApp
+from .web.limits import bounded_request_factory
 
 
 class WASSite(Site):
@@ -30,8 +31,10 @@ class WASSite(Site):
     #: Seconds an idle connection is kept (Twisted's default is 12 hours).
     IDLE_TIMEOUT = 120
 
-    def __init__(self, resource: Any, access_log: bool) -> None:
-        super().__init__(resource, timeout=self.IDLE_TIMEOUT)
+    def __init__(self, resource: Any, access_log: bool, max_upload: int = 1 << 30) -> None:
+        super().__init__(
+            resource, requestFactory=bounded_request_factory(max_upload), timeout=self.IDLE_TIMEOUT
+        )
         self.access_log = access_log
         self.displayTracebacks = False
 
@@ -117,9 +120,8 @@ def build_service(settings: Settings, reactor: Any, endpoints: list[str]) -> Mul
         if settings.backend == "s3":
             ReindexService(backend, reactor, pool.pool).setServiceParent(top)
     api = WASApp(Operations(storage, settings, reactor), settings.backend)
-    site = WASSite(api.resource(), settings.access_log)
+    site = WASSite(api.resource(), settings.access_log, settings.max_upload)
     for description in endpoints:
         listener = strports.service(description, site, reactor=reactor)
         listener.setServiceParent(top)
     return top
-

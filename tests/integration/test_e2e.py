@@ -8,6 +8,7 @@ restart every resource written before it is still there, byte for byte.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -171,3 +172,37 @@ def test_bad_settings_stop_startup_with_one_sentence(tmp_path: Path) -> None:
         assert result.returncode != 0
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and name in lines[0], result.stderr
+
+
+def test_uploads_over_the_limit_are_413_and_not_kept(tmp_path: Path) -> None:
+    """Past WAS_MAX_UPLOAD_BYTES a write is 413 payload-too-large, declared or chunked; nothing is stored."""
+    server = WasProcess(
+        {"WAS_STORAGE_ROOT_DIR": str(tmp_path / "data"), "WAS_MAX_UPLOAD_BYTES": "1000"}, tmp_path / "log"
+    ).start()
+    try:
+        signer = Ed25519Signer()
+        with StorageClient(server.url) as client:
+            space = client.space(signer=signer)
+            assert (
+                space.put(json.dumps({"id": space.id, "controller": signer.controller}).encode()).status_code
+                == 201
+            )
+            big = space.resource("/big")
+            r = big.put(b"x" * 1001)
+            assert r.status_code == 413
+            assert r.json()["type"] == "https://wallet.storage/spec#payload-too-large"
+            assert big.put(b"x" * 1000).status_code == 204  # the same connection goes on
+
+            def chunks() -> Iterator[bytes]:
+                for _ in range(5):
+                    yield b"y" * 300
+
+            path = space.path + "/chunked"
+            headers = {"authorization": create_authorization_header(signer=signer, method="PUT", url=path)}
+            r = client._client.put(path, content=chunks(), headers=headers)
+            assert r.status_code == 413
+            assert space.resource("/chunked").get().status_code == 404
+            assert big.get().content == b"x" * 1000
+        assert not list((tmp_path / "data").rglob("*chunked*"))
+    finally:
+        server.stop()

@@ -22,7 +22,7 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException
 
 from .. import __version__
-from ..errors import InvalidId, InvalidRequestBody, MethodNotAllowed, NotFound, WASError
+from ..errors import InvalidId, InvalidRequestBody, MethodNotAllowed, NotFound, PayloadTooLarge, WASError
 from ..operations import Call, Operations, resource_url, space_url
 from .problems import PROBLEM_JSON, internal_problem, problem_for
 from .streaming import send_body
@@ -207,6 +207,8 @@ class WASApp:
 
     @app.route(SPACE_PREFIX, branch=True)
     async def space_tree(self, request: IRequest) -> Any:
+        if getattr(request, "too_large", False):
+            raise PayloadTooLarge(f"The body is larger than {request.max_upload} bytes.")  # type: ignore[attr-defined]
         raw_path, query = _split_uri(request)
         if not raw_path.startswith(SPACE_PREFIX):
             raise NotFound()
