@@ -51,7 +51,6 @@ from run import (
     WARMUP_S,
     Conn,
     _interrupt,
-    free_port,
     peak_rss_kib,
     percentile,
     proc_cpu_s,
@@ -758,15 +757,15 @@ def log_anomalies(text: str) -> list[str]:
     return [line for line in text.splitlines() if LOG_ANOMALY.search(line)][:MAX_LOG_LINES]
 
 
-def moto_ceiling(data: dict[str, Any]) -> dict[str, float]:
-    """The API req/s moto alone allows: its direct capacity over S3 requests per API request."""
-    direct = next(r for r in data["proxy_check"]["concurrent"] if r["path"] == "direct")
-    ops = {r["operation"]: r["s3_requests"] for r in data["operations"]}
+def s3_ceiling(run: dict[str, Any]) -> dict[str, float]:
+    """The API req/s the S3 server alone allows: its direct capacity over S3 requests per API request."""
+    direct = next(r for r in run["proxy_check"]["concurrent"] if r["path"] == "direct")
+    ops = {r["operation"]: r["s3_requests"] for r in run["operations"]}
     per_request = (ops.get("resource write (new)", 0) + ops.get("resource read", 0)) / 2
     ceiling = direct["rps"] / per_request if per_request else 0.0
-    c16 = data["throughput"][-1]
+    c16 = run["throughput"][-1]
     return {
-        "moto_direct_rps": direct["rps"],
+        "s3_direct_rps": direct["rps"],
         "s3_requests_per_api_request": per_request,
         "ceiling_rps": ceiling,
         "c16_s3_rps": c16["s3_rps"],
@@ -774,11 +773,11 @@ def moto_ceiling(data: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
+def goals(run: dict[str, Any]) -> list[dict[str, Any]]:
     """Each goal, the figure measured and whether it was met."""
-    c1, c16 = data["throughput"]
-    under_load = data["health"][-1]
-    first = data["listing"]["calls"][0]
+    c1, c16 = run["throughput"]
+    under_load = run["health"][-1]
+    first = run["listing"]["calls"][0]
     scaling = c16["rps"] / c1["rps"] if c1["rps"] else 0.0
     vs_existing = c16["rps"] / EXISTING_RPS
     return [
@@ -802,39 +801,69 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
             "goal": f"list 200 of 1,200: totalItems 200, <= {GOAL_LIST_REQUESTS} S3 request, "
             f"< {GOAL_LIST_MS:g} ms (existing: {EXISTING_LIST_REQUESTS}, {EXISTING_LIST_MS / 1000:g} s)",
             "measured": f"totalItems {first['total_items']}, {first['s3_requests']} S3, {first['ms']:.1f} ms",
-            "met": first["total_items"] == data["listing"]["spaces_own"]
+            "met": first["total_items"] == run["listing"]["spaces_own"]
             and first["s3_requests"] <= GOAL_LIST_REQUESTS
             and first["ms"] < GOAL_LIST_MS,
         },
     ]
 
 
+def _cols(data: dict[str, Any], fmt: Any) -> list[str]:
+    """One cell per S3 server, in run order."""
+    return [fmt(run) for run in data["servers"].values()]
+
+
 def report(data: dict[str, Any]) -> str:
-    """Every section as RST simple tables."""
+    """Every section as RST simple tables, with a column (or leading ``S3`` column) per S3 server."""
+    runs: dict[str, dict[str, Any]] = data["servers"]
+    names = list(runs)
+    lat = data["latency_ms"]
     out = [
-        f"WAS S3 benchmark: was-twisted over moto {data['moto_version']} behind a "
-        f"{data['latency_ms']:g} ms latency proxy; 1 KiB signed PUT+GET pairs, {data['duration_s']:g}s per "
-        f"cell after {WARMUP_S:g}s warm-up; python {data['python']}, {data['cpus']} CPUs",
+        f"WAS S3 benchmark: was-twisted over {', '.join(r['version'] for r in runs.values())} behind a "
+        f"{lat:g} ms latency proxy; 1 KiB signed PUT+GET pairs, {data['duration_s']:g}s per "
+        f"cell after {WARMUP_S:g}s warm-up; python {data['python']}, {data['cpus']} CPUs; "
+        "each S3 server measured on its own, one after the other",
         "",
-        "Proxy check (sequential 1 KiB GetObject from boto3 in the bench process)",
+        "S3 servers (start-up, and signed requests through the proxy)",
         "",
-    ]
-    proxy = data["proxy_check"]
-    out.append(
         table(
-            [["path", "requests", "p50 ms", "p99 ms"]]
-            + [
-                [r["path"], str(r["requests"]), f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}"]
-                for r in proxy["sequential"]
-            ]
-        )
-    )
-    out += ["", f"Proxy check ({PROXY_CHECK_THREADS} boto3 threads, GetObject, one client)", ""]
-    out.append(
-        table(
-            [["path", "requests", "req/s", "errors", "max in flight", "proxy CPU us/req"]]
+            [["S3", "version", "processes", "start s", "good key via proxy", "wrong key via proxy"]]
             + [
                 [
+                    name,
+                    r["version"],
+                    str(r["processes"]),
+                    f"{r['startup_s']:.1f}",
+                    r["signatures"]["good_key"],
+                    r["signatures"]["wrong_key"],
+                ]
+                for name, r in runs.items()
+            ]
+        ),
+        "",
+        "Proxy check: sequential 1 KiB GetObject from boto3 in the bench process (ms)",
+        "",
+    ]
+    seq_rows = [["path"] + [f"{n} {q}" for n in names for q in ("p50", "p99")]]
+    for k, row in enumerate(next(iter(runs.values()))["proxy_check"]["sequential"]):
+        cells = [row["path"]]
+        for r in runs.values():
+            other = r["proxy_check"]["sequential"][k]
+            cells += [f"{other['p50_ms']:.2f}", f"{other['p99_ms']:.2f}"]
+        seq_rows.append(cells)
+    out.append(table(seq_rows))
+    out += [
+        "",
+        f"S3 server capacity and proxy cost: {PROXY_CHECK_THREADS} boto3 threads, 1 KiB GetObject, one "
+        'client ("direct" is the S3 server alone: its capacity on this machine)',
+        "",
+    ]
+    out.append(
+        table(
+            [["S3", "path", "requests", "req/s", "errors", "max in flight", "proxy CPU us/req"]]
+            + [
+                [
+                    name,
                     r["path"],
                     str(r["requests"]),
                     f"{r['rps']:.0f}",
@@ -842,13 +871,15 @@ def report(data: dict[str, Any]) -> str:
                     "-" if r["max_in_flight"] is None else str(r["max_in_flight"]),
                     "-" if r["proxy_cpu_us_per_request"] is None else f"{r['proxy_cpu_us_per_request']:.0f}",
                 ]
-                for r in proxy["concurrent"]
+                for name, run in runs.items()
+                for r in run["proxy_check"]["concurrent"]
             ]
         )
     )
-    out += ["", "Throughput (ours, S3 backend; CPU in % of one core)", ""]
+    out += ["", f"Throughput (ours, S3 backend, {lat:g} ms added per S3 response; CPU in % of one core)", ""]
     rows = [
         [
+            "S3",
             "conc",
             "req/s",
             "p50 ms",
@@ -856,7 +887,7 @@ def report(data: dict[str, Any]) -> str:
             "errors",
             "ours CPU",
             "loadgen CPU",
-            "moto CPU",
+            "S3 CPU",
             "proxy CPU",
             "other CPU",
             "S3 req/s",
@@ -865,57 +896,64 @@ def report(data: dict[str, Any]) -> str:
             "ours CPU ms/req",
         ]
     ]
-    for r in data["throughput"]:
-        rows.append(
-            [
-                str(r["concurrency"]),
-                f"{r['rps']:.0f}",
-                f"{r['p50_ms']:.1f}",
-                f"{r['p99_ms']:.1f}",
-                str(r["errors"]),
-                f"{r['server_cpu_pct']:.0f}",
-                f"{r['loadgen_cpu_pct']:.0f}",
-                f"{r['moto_cpu_pct']:.0f}",
-                f"{r['proxy_cpu_pct']:.0f}",
-                f"{r['other_cpu_pct']:.0f}",
-                f"{r['s3_rps']:.0f}",
-                f"{r['s3_max_in_flight']}",
-                f"{r['s3_service_ms']:.1f}",
-                f"{r['ours_cpu_ms_per_request']:.1f}",
-            ]
-        )
+    for name, run in runs.items():
+        for r in run["throughput"]:
+            rows.append(
+                [
+                    name,
+                    str(r["concurrency"]),
+                    f"{r['rps']:.0f}",
+                    f"{r['p50_ms']:.1f}",
+                    f"{r['p99_ms']:.1f}",
+                    str(r["errors"]),
+                    f"{r['server_cpu_pct']:.0f}",
+                    f"{r['loadgen_cpu_pct']:.0f}",
+                    f"{r['s3_cpu_pct']:.0f}",
+                    f"{r['proxy_cpu_pct']:.0f}",
+                    f"{r['other_cpu_pct']:.0f}",
+                    f"{r['s3_rps']:.0f}",
+                    f"{r['s3_max_in_flight']}",
+                    f"{r['s3_service_ms']:.1f}",
+                    f"{r['ours_cpu_ms_per_request']:.1f}",
+                ]
+            )
     out.append(table(rows))
-    c1, c16 = data["throughput"]
     out += [
         "",
         table(
             [
-                ["ratio", "value", "goal"],
-                ["ours c16 / ours c1", ratio(c16["rps"], c1["rps"]), f">= {GOAL_SCALING:g}x"],
+                ["ratio", *names, "goal"],
+                [
+                    "ours c16 / ours c1",
+                    *_cols(data, lambda r: ratio(r["throughput"][-1]["rps"], r["throughput"][0]["rps"])),
+                    f">= {GOAL_SCALING:g}x",
+                ],
                 [
                     f"ours c16 / existing ({EXISTING_RPS:g} req/s)",
-                    ratio(c16["rps"], EXISTING_RPS),
+                    *_cols(data, lambda r: ratio(r["throughput"][-1]["rps"], EXISTING_RPS)),
                     f">= {GOAL_VS_EXISTING:g}x",
                 ],
             ]
         ),
-    ]
-    ceil = data["moto_ceiling"]
-    out += [
         "",
-        f"moto alone (16 boto3 threads, no proxy, no latency) served {ceil['moto_direct_rps']:.0f} S3 req/s; "
-        f"at {ceil['s3_requests_per_api_request']:g} S3 requests per API request that caps ours at "
-        f"~{ceil['ceiling_rps']:.0f} req/s on this machine; "
-        f"c16 reached {ceil['c16_pct_of_ceiling']:.0f}% of it "
-        f"({ceil['c16_s3_rps']:.0f} S3 req/s, moto answering in {c16['s3_service_ms']:.1f} ms on average "
-        "before the added latency).",
     ]
+    for name, run in runs.items():
+        ceil = run["ceiling"]
+        out.append(
+            f"* {name} alone ({PROXY_CHECK_THREADS} boto3 threads, no proxy, no latency) served "
+            f"{ceil['s3_direct_rps']:.0f} S3 req/s; at {ceil['s3_requests_per_api_request']:g} S3 requests "
+            f"per API request that caps ours at ~{ceil['ceiling_rps']:.0f} req/s on this machine; c16 "
+            f"reached {ceil['c16_pct_of_ceiling']:.0f}% of it ({ceil['c16_s3_rps']:.0f} S3 req/s, {name} "
+            f"answering in {run['throughput'][-1]['s3_service_ms']:.1f} ms on average before the added "
+            "latency)."
+        )
     out += ["", f"GET /health every {HEALTH_INTERVAL_S * 1000:g} ms on its own connection", ""]
     out.append(
         table(
-            [["condition", "samples", "p50 ms", "p99 ms", "max ms", "errors"]]
+            [["S3", "condition", "samples", "p50 ms", "p99 ms", "max ms", "errors"]]
             + [
                 [
+                    name,
                     h["condition"],
                     str(h["samples"]),
                     f"{h['p50_ms']:.2f}",
@@ -923,67 +961,105 @@ def report(data: dict[str, Any]) -> str:
                     f"{h['max_ms']:.2f}",
                     str(h["errors"]),
                 ]
-                for h in data["health"]
+                for name, run in runs.items()
+                for h in run["health"]
             ]
         )
     )
-    listing = data["listing"]
-    first = listing["calls"][0]
+    first_listing = next(iter(runs.values()))["listing"]
     out += [
         "",
-        f"Listing: {listing['spaces_other']:,} spaces of other DIDs + {listing['spaces_own']} of one DID, "
-        f"created through the API at concurrency {PROVISION_CONCURRENCY} in {listing['provision_s']:.1f}s "
-        f"({listing['provision_rps']:.0f} creates/s, {listing['created']} created, "
-        f"{listing['provision_errors']} errors); then GET /spaces/ signed by that DID, {LIST_REPEATS} times",
+        f"Listing: {first_listing['spaces_other']:,} spaces of other DIDs + {first_listing['spaces_own']} of "
+        f"one DID, created through the API at concurrency {PROVISION_CONCURRENCY}; then GET /spaces/ "
+        f"signed by that DID, {LIST_REPEATS} times",
         "",
-        table(
-            [
-                [
-                    "server",
-                    "totalItems",
-                    "first ms",
-                    f"median of {LIST_REPEATS} ms",
-                    "S3 requests per call",
-                    "of first: moto ms",
-                ],
-                [
-                    "ours",
-                    str(first["total_items"]),
-                    f"{first['ms']:.1f}",
-                    f"{listing['median_ms']:.1f}",
-                    "/".join(sorted({str(c["s3_requests"]) for c in listing["calls"]})),
-                    f"{first['s3_service_ms']:.1f}",
-                ],
-                ["existing", "200", f"{EXISTING_LIST_MS:.0f}", "-", str(EXISTING_LIST_REQUESTS), "-"],
-            ]
-        ),
     ]
-    out += ["", "S3 requests per API operation (proxy counters reset before each single call)", ""]
-    out.append(
-        table(
-            [["operation", "status", "ms", "S3 requests", "which", "existing server"]]
-            + [
-                [
-                    r["operation"],
-                    str(r["status"]) + ("" if r["expected_status"] else " (!)"),
-                    f"{r['ms']:.1f}",
-                    str(r["s3_requests"]),
-                    describe_counts(r["s3_counts"]),
-                    EXISTING_OPS.get(r["operation"], "-"),
-                ]
-                for r in data["operations"]
+    list_rows = [
+        [
+            "server",
+            "creates/s",
+            "created",
+            "errors",
+            "totalItems",
+            "first ms",
+            f"median of {LIST_REPEATS} ms",
+            "S3 requests per call",
+            "of first: S3 ms",
+        ]
+    ]
+    for name, run in runs.items():
+        listing = run["listing"]
+        first = listing["calls"][0]
+        list_rows.append(
+            [
+                f"ours on {name}",
+                f"{listing['provision_rps']:.0f}",
+                str(listing["created"]),
+                str(listing["provision_errors"]),
+                str(first["total_items"]),
+                f"{first['ms']:.1f}",
+                f"{listing['median_ms']:.1f}",
+                "/".join(sorted({str(c["s3_requests"]) for c in listing["calls"]})),
+                f"{first['s3_service_ms']:.1f}",
             ]
         )
+    list_rows.append(
+        ["existing", "-", "-", "-", "200", f"{EXISTING_LIST_MS:.0f}", "-", str(EXISTING_LIST_REQUESTS), "-"]
     )
-    out += ["", "Goals", ""]
-    out.append(
-        table(
-            [["goal", "measured", "met"]]
-            + [[g["goal"], g["measured"], "yes" if g["met"] else "NO"] for g in data["goals"]]
+    out.append(table(list_rows))
+    out += ["", "S3 requests per API operation (proxy counters reset before each single call)", ""]
+    op_rows = [["operation", *(f"{n} S3 req" for n in names), *(f"{n} ms" for n in names), "which",
+                "existing server"]]  # fmt: skip
+    runs_ops = [run["operations"] for run in runs.values()]
+    for k, r in enumerate(runs_ops[0]):
+        same = [ops[k] for ops in runs_ops]
+        which = describe_counts(r["s3_counts"])
+        for name, other in zip(names[1:], same[1:], strict=True):
+            if other["s3_counts"] != r["s3_counts"]:
+                which += f" ({name}: {describe_counts(other['s3_counts'])})"
+        op_rows.append(
+            [
+                r["operation"],
+                *(
+                    str(o["s3_requests"]) + ("" if o["expected_status"] else f" ({o['status']}!)")
+                    for o in same
+                ),
+                *(f"{o['ms']:.1f}" for o in same),
+                which,
+                EXISTING_OPS.get(r["operation"], "-"),
+            ]
         )
-    )
+    out.append(table(op_rows))
+    out += ["", "Goals", ""]
+    goal_rows = [["goal", *(h for n in names for h in (n, "met"))]]
+    for k, g in enumerate(next(iter(runs.values()))["goals"]):
+        cells = [g["goal"]]
+        for run in runs.values():
+            other = run["goals"][k]
+            cells += [other["measured"], "yes" if other["met"] else "NO"]
+        goal_rows.append(cells)
+    out.append(table(goal_rows))
     warnings: list[str] = []
-    for r in data["throughput"]:
+    for name, run in runs.items():
+        warnings.extend(f"{name}: {w}" for w in run_warnings(run))
+    if warnings:
+        out += ["", "Warnings and errors", ""] + [f"* {w}" for w in warnings]
+    out += [
+        "",
+        "ours peak RSS: "
+        + ", ".join(f"{r['ours_peak_rss_kib'] / 1024:.1f} MiB on {n}" for n, r in runs.items()),
+    ]
+    return "\n".join(out)
+
+
+def run_warnings(run: dict[str, Any]) -> list[str]:
+    """Everything odd in one S3 server's run."""
+    warnings: list[str] = []
+    if not run["signatures"]["ok"]:
+        warnings.append(f"signature check through the proxy: {run['signatures']}")
+    for r in run["proxy_check"]["concurrent"]:
+        warnings.extend(f"proxy check {r['path']}: {e}" for e in r["error_samples"])
+    for r in run["throughput"]:
         if r["loadgen_cpu_pct"] > LOADGEN_BUSY_PCT:
             warnings.append(f"load generator at {r['loadgen_cpu_pct']:.0f}% of a core in c{r['concurrency']}")
         for sample in r["error_samples"]:
@@ -995,20 +1071,18 @@ def report(data: dict[str, Any]) -> str:
             )
         if r["s3_upstream_errors"]:
             warnings.append(f"proxy: {r['s3_upstream_errors']} upstream errors in c{r['concurrency']}")
-    for h in data["health"]:
+    for h in run["health"]:
         warnings.extend(f"health {h['condition']}: {s}" for s in h["error_samples"])
+    listing = run["listing"]
     warnings.extend(f"provisioning: {s}" for s in listing["provision_error_samples"])
     for c in listing["calls"]:
         if c["body_sample"]:
             warnings.append(f"GET /spaces/ -> {c['status']}: {c['body_sample']}")
-    for r in data["operations"]:
+    for r in run["operations"]:
         if r["body_sample"]:
             warnings.append(f"{r['request']} -> {r['status']}: {r['body_sample']}")
-    warnings.extend(f"ours log: {line}" for line in data["ours_log_anomalies"])
-    if warnings:
-        out += ["", "Warnings and errors", ""] + [f"* {w}" for w in warnings]
-    out += ["", f"ours peak RSS: {data['ours_peak_rss_kib'] / 1024:.1f} MiB"]
-    return "\n".join(out)
+    warnings.extend(f"ours log: {line}" for line in run["ours_log_anomalies"])
+    return warnings
 
 
 # ---------------------------------------------------------------------------
@@ -1016,46 +1090,40 @@ def report(data: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------
 
 
-def moto_version() -> str:
-    try:
-        import moto
-
-        return str(moto.__version__)
-    except ImportError:
-        return "?"
-
-
-def run_all(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
-    """Start moto, the proxy and ours; measure everything; stop all three whatever happens."""
+def run_one(kind: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    """Start one S3 server, the proxy and ours; measure everything; stop all three whatever happens."""
+    log_dir.mkdir(parents=True, exist_ok=True)
     procs: list[Proc] = []
+    s3: S3Server | None = None
     try:
-        print("starting moto ...", file=sys.stderr, flush=True)
-        moto = start_moto(log_dir)
-        procs.append(moto)
-        admin = s3_client(moto.port)
-        admin.create_bucket(Bucket=BUCKET)
-        admin.close()
-        proxy = start_proxy(moto.port, args.latency_ms, log_dir)
+        print(f"[{kind}] starting the S3 server ...", file=sys.stderr, flush=True)
+        s3 = S3_STARTERS[kind](log_dir / "s3", timeout=S3_START_TIMEOUT_S)
+        s3.create_bucket(BUCKET)
+        proxy = start_proxy(s3, args.latency_ms, log_dir)
         procs.append(proxy)
         ctl = ProxyControl(proxy.port)
-        print("checking the proxy ...", file=sys.stderr, flush=True)
-        proxy_check = check_proxy(moto, proxy, ctl, args.latency_ms)
-        print("starting ours (twistd, S3 backend) ...", file=sys.stderr, flush=True)
-        ours = start_ours(proxy.port, log_dir)
+        print(f"[{kind}] checking signatures and the proxy ...", file=sys.stderr, flush=True)
+        signatures = check_signatures(s3, proxy)
+        if not signatures["ok"]:
+            raise RuntimeError(f"signed requests through the proxy to {kind} failed: {signatures}")
+        proxy_check = check_proxy(s3, proxy, ctl, args.latency_ms)
+        print(f"[{kind}] starting ours (twistd, S3 backend) ...", file=sys.stderr, flush=True)
+        ours = start_ours(proxy.port, s3, log_dir)
         procs.append(ours)
-        throughput, health = bench_throughput(ours, moto, proxy, ctl, args.duration)
+        throughput, health = bench_throughput(ours, s3, proxy, ctl, args.duration)
         listing, _ = bench_listing(ours, ctl, args.other_spaces, args.own_spaces)
-        print("  S3 requests per operation ...", file=sys.stderr, flush=True)
+        print(f"[{kind}]   S3 requests per operation ...", file=sys.stderr, flush=True)
         operations = bench_operations(ours, ctl, listing)
         if ours.popen.poll() is not None:
             raise RuntimeError(f"ours died during the run:\n{ours.tail()}")
-        data: dict[str, Any] = {
-            "duration_s": args.duration,
-            "warmup_s": WARMUP_S,
-            "latency_ms": args.latency_ms,
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "moto_version": moto_version(),
+        if not s3.running:
+            raise RuntimeError(f"{kind} died during the run")
+        run: dict[str, Any] = {
+            "s3": kind,
+            "version": s3_version(kind),
+            "processes": len(s3_pids(s3)),
+            "startup_s": s3.startup_seconds,
+            "signatures": signatures,
             "proxy_check": proxy_check,
             "throughput": throughput,
             "health": [asdict(h) for h in health],
@@ -1063,20 +1131,44 @@ def run_all(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
             "operations": operations,
             "ours_peak_rss_kib": peak_rss_kib(ours.popen.pid),
             "ours_log_anomalies": log_anomalies(ours.log_text()),
-            "existing": {
-                "rps": EXISTING_RPS,
-                "health_max_ms": EXISTING_HEALTH_MAX_MS,
-                "list_requests": EXISTING_LIST_REQUESTS,
-                "list_ms": EXISTING_LIST_MS,
-                "ops": EXISTING_OPS,
-            },
         }
-        data["moto_ceiling"] = moto_ceiling(data)
-        data["goals"] = goals(data)
-        return data
+        run["ceiling"] = s3_ceiling(run)
+        run["goals"] = goals(run)
+        return run
     finally:
         for proc in reversed(procs):
             stop(proc.popen)
+        if s3 is not None:
+            s3.stop()
+
+
+def run_all(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    """Every selected S3 server, one after the other (never two at once: they would share the CPUs)."""
+    kinds = list(S3_KINDS) if args.s3 == "both" else [args.s3]
+    return {
+        "duration_s": args.duration,
+        "warmup_s": WARMUP_S,
+        "latency_ms": args.latency_ms,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "servers": {kind: run_one(kind, args, log_dir / kind) for kind in kinds},
+        "existing": {
+            "rps": EXISTING_RPS,
+            "health_max_ms": EXISTING_HEALTH_MAX_MS,
+            "list_requests": EXISTING_LIST_REQUESTS,
+            "list_ms": EXISTING_LIST_MS,
+            "ops": EXISTING_OPS,
+        },
+    }
+
+
+def keep_logs(log_dir: Path, dest: Path) -> None:
+    """Copy every ``*.log`` and ``*.out`` under ``log_dir`` to ``dest`` (path flattened)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for pattern in ("*.log", "*.out"):
+        for log in log_dir.rglob(pattern):
+            if log.is_file():
+                (dest / "-".join(log.relative_to(log_dir).parts)).write_bytes(log.read_bytes())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1086,8 +1178,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write raw figures here")
     ap.add_argument("--other-spaces", type=int, default=1000, help="spaces owned by other DIDs (listing)")
     ap.add_argument("--own-spaces", type=int, default=200, help="spaces owned by the listing DID")
-    ap.add_argument("--keep-logs", type=Path, help="copy moto, proxy and twistd logs into this directory")
+    ap.add_argument(
+        "--s3",
+        choices=("moto", "ceph", "both"),
+        help="S3 server(s) to measure, one after the other (default: both if Ceph is installed, else moto)",
+    )
+    ap.add_argument("--keep-logs", type=Path, help="copy the S3, proxy and twistd logs into this directory")
     args = ap.parse_args(argv)
+    if args.s3 is None:
+        args.s3 = "both" if ceph_available() else "moto"
+        if args.s3 == "moto":
+            print(
+                "note: Ceph is not installed (.ci/install-s3-servers), so only moto is measured",
+                file=sys.stderr,
+                flush=True,
+            )
+    elif args.s3 in ("ceph", "both") and not ceph_available():
+        ap.error(f"--s3 {args.s3} needs the Ceph binaries on PATH (.ci/install-s3-servers)")
     if not 0 < args.duration <= 600:
         ap.error("--duration must be in (0, 600]")
     if not 0 <= args.latency_ms <= 1000:
@@ -1099,18 +1206,16 @@ def main(argv: list[str] | None = None) -> int:
         log_dir = Path(tmp)
         try:
             data = run_all(args, log_dir)
-        except (RuntimeError, OSError) as exc:
+        except (RuntimeError, OSError, ClientError) as exc:
             print(f"FAILED: {exc}", file=sys.stderr, flush=True)
             return 1
         finally:
             if args.keep_logs:
-                args.keep_logs.mkdir(parents=True, exist_ok=True)
-                for log in log_dir.glob("*.log"):
-                    (args.keep_logs / log.name).write_bytes(log.read_bytes())
+                keep_logs(log_dir, args.keep_logs)
     print(report(data))
     if args.json:
         args.json.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    return 0 if all(g["met"] for g in data["goals"]) else 2
+    return 0 if all(g["met"] for run in data["servers"].values() for g in run["goals"]) else 2
 
 
 if __name__ == "__main__":
