@@ -423,9 +423,9 @@ def check_proxy(s3: S3Server, proxy: Proc, ctl: ProxyControl, latency_ms: float)
             if ms is not None:
                 ctl.set_latency(ms)
             ctl.reset()
-            cpu0 = proc_cpu_s(proxy.popen.pid)
+            cpu0, s3_cpu0 = proc_cpu_s(proxy.popen.pid), s3_cpu_s(s3)
             wall, n, errors = time_concurrent(client, PROXY_CHECK_THREADS, PROXY_CHECK_PER_THREAD)
-            cpu = proc_cpu_s(proxy.popen.pid) - cpu0
+            cpu, s3_cpu = proc_cpu_s(proxy.popen.pid) - cpu0, s3_cpu_s(s3) - s3_cpu0
             snap = ctl.counts()
             concurrent.append(
                 {
@@ -433,6 +433,7 @@ def check_proxy(s3: S3Server, proxy: Proc, ctl: ProxyControl, latency_ms: float)
                     "threads": PROXY_CHECK_THREADS,
                     "requests": n,
                     "rps": n / wall,
+                    "s3_cpu_pct": 100 * s3_cpu / wall,
                     "errors": len(errors),
                     "error_samples": errors[:3],
                     "max_in_flight": snap["max_in_flight"] if ms is not None else None,
@@ -766,6 +767,7 @@ def s3_ceiling(run: dict[str, Any]) -> dict[str, float]:
     c16 = run["throughput"][-1]
     return {
         "s3_direct_rps": direct["rps"],
+        "s3_direct_cpu_pct": direct["s3_cpu_pct"],
         "s3_requests_per_api_request": per_request,
         "ceiling_rps": ceiling,
         "c16_s3_rps": c16["s3_rps"],
@@ -860,13 +862,14 @@ def report(data: dict[str, Any]) -> str:
     ]
     out.append(
         table(
-            [["S3", "path", "requests", "req/s", "errors", "max in flight", "proxy CPU us/req"]]
+            [["S3", "path", "requests", "req/s", "S3 CPU %", "errors", "max in flight", "proxy CPU us/req"]]
             + [
                 [
                     name,
                     r["path"],
                     str(r["requests"]),
                     f"{r['rps']:.0f}",
+                    f"{r['s3_cpu_pct']:.0f}",
                     str(r["errors"]),
                     "-" if r["max_in_flight"] is None else str(r["max_in_flight"]),
                     "-" if r["proxy_cpu_us_per_request"] is None else f"{r['proxy_cpu_us_per_request']:.0f}",
@@ -941,8 +944,10 @@ def report(data: dict[str, Any]) -> str:
         ceil = run["ceiling"]
         out.append(
             f"* {name} alone ({PROXY_CHECK_THREADS} boto3 threads, no proxy, no latency) served "
-            f"{ceil['s3_direct_rps']:.0f} S3 req/s; at {ceil['s3_requests_per_api_request']:g} S3 requests "
-            f"per API request that caps ours at ~{ceil['ceiling_rps']:.0f} req/s on this machine; c16 "
+            f"{ceil['s3_direct_rps']:.0f} S3 req/s using {ceil['s3_direct_cpu_pct']:.0f}% of a core "
+            "(near 100% or more: CPU-bound; well below: bound by its own per-request latency); "
+            f"at {ceil['s3_requests_per_api_request']:g} S3 requests per API request that caps ours at "
+            f"~{ceil['ceiling_rps']:.0f} req/s on this machine; c16 "
             f"reached {ceil['c16_pct_of_ceiling']:.0f}% of it ({ceil['c16_s3_rps']:.0f} S3 req/s, {name} "
             f"answering in {run['throughput'][-1]['s3_service_ms']:.1f} ms on average before the added "
             "latency)."

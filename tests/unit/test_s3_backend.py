@@ -294,3 +294,13 @@ def test_missing_bucket_is_one_sentence(s3: Any) -> None:
     b = S3Backend("no-such-bucket", "", threads=2)
     with pytest.raises(S3SetupError, match="WAS_STORAGE_BUCKET 'no-such-bucket' does not exist"):
         b.check()
+
+
+def test_timestamps_parse_both_s3_forms() -> None:
+    """Header dates (GetObject) and ISO dates (ListObjectsV2) parse to the same aware datetime."""
+    from was_twisted.storage.s3 import _parse_timestamp
+
+    a = _parse_timestamp("Tue, 24 Nov 2026 03:01:29 GMT")
+    b = _parse_timestamp("2026-11-24T03:01:29.000Z")
+    assert a == b and a.tzinfo is not None
+    assert _parse_timestamp("1795489289").timestamp() == 1795489289

@@ -30,10 +30,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO, TypeVar, cast
 from urllib.parse import quote, unquote
 
 import boto3
+import botocore.session
+import botocore.utils
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
@@ -98,7 +102,25 @@ def make_client(pool_size: int) -> Any:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    return boto3.session.Session().client("s3", config=config)
+    core = botocore.session.get_session()
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_parse_timestamp)
+    return boto3.session.Session(botocore_session=core).client("s3", config=config)
+
+
+def _parse_timestamp(value: str) -> datetime:
+    """S3's two timestamp forms (RFC 7231 headers, ISO 8601 in XML) without dateutil.
+
+    botocore's default parser costs ~0.25 ms of CPU a request, about 15% of
+    a GetObject: worth it on a server bound by one core.
+    """
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        pass
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return cast(datetime, botocore.utils.parse_timestamp(value))
 
 
 def _code(exc: ClientError) -> str:
