@@ -468,7 +468,7 @@ admin socket =
 [client.rgw.a]
 admin socket = $run_dir/$name.asok
 rgw data = {d}/rgw
-rgw frontends = beast endpoint={HOST}:{rgw_port}
+rgw frontends = beast endpoint={HOST}:{rgw_port} tcp_nodelay=1
 rgw init timeout = {max(10, int(self.timeout))}
 rgw enable gc threads = false
 rgw enable lc threads = false
