@@ -24,5 +24,7 @@ def test_readme_quick_start_has_the_two_commands_ci_runs() -> None:
     run_cmd, test_cmd = _literal_commands(quick)
     assert run_cmd.endswith("twistd -n was") and "pip install ." in run_cmd
     assert "pytest" in test_cmd
-    ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    ci_lines = [
+        line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")
+    ]
     assert ci_lines[-1] == test_cmd
