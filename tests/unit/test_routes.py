@@ -378,3 +378,20 @@ async def test_container_path_serves_a_resource_stored_there(api: Api, alice: Ed
     assert r.code == 204
     r = await api.http.get(BASE + coll, headers=sign(alice, "GET", coll))
     assert await body_of(r) == b"index"
+
+
+@pytest_twisted.ensureDeferred
+async def test_signature_for_a_query_does_not_open_an_escaped_question_mark(
+    api: Api, alice: Ed25519Signer
+) -> None:
+    """A signature over /a?b (resource a) is refused on /a%3Fb (the resource named 'a?b')."""
+    sid = await provision(api, alice)
+    signed_for_query = sign(alice, "PUT", f"/space/{sid}/a?b")
+    r = await api.http.put(BASE + f"/space/{sid}/a%3Fb", data=b"x", headers=signed_for_query)
+    assert r.code == 401
+    assert api.backend.read_resource(sid, "/a?b")[1] is None
+    # The resource named 'a?b' is reachable with a signature over its encoded path.
+    r = await api.http.put(
+        BASE + f"/space/{sid}/a%3Fb", data=b"x", headers=sign(alice, "PUT", f"/space/{sid}/a%3Fb")
+    )
+    assert r.code == 204

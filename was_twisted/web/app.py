@@ -59,9 +59,16 @@ def _decode_once(raw: str) -> str:
 
 
 def _call(request: IRequest, raw_path: str, query: str | None, decoded: str) -> Call:
+    """The request as operations see it, with the request-target forms a signature may cover.
+
+    The decoded form is offered only when decoding made no ``?``: otherwise a
+    signature for ``/a?b`` (resource ``a``, query ``b``) would also verify for
+    ``/a%3Fb`` (the resource named ``a?b``).
+    """
     method = request.method.decode("ascii")
     raw_with_query = raw_path if query is None else f"{raw_path}?{query}"
-    return Call(method=method, targets=(raw_with_query, raw_path, decoded), headers=HeaderView(request))
+    targets = (raw_with_query, raw_path) if "?" in decoded else (raw_with_query, raw_path, decoded)
+    return Call(method=method, targets=targets, headers=HeaderView(request))
 
 
 def _split_uri(request: IRequest) -> tuple[str, str | None]:
