@@ -229,11 +229,20 @@ def test_large_body_multipart_round_trip(bucket: Bucket) -> None:
 
 
 def test_startup_errors_are_one_sentence(bucket: Bucket) -> None:
-    """No bucket variable, a missing bucket, refused credentials: one sentence and a non-zero exit."""
+    """No bucket variable, a missing bucket, no or refused credentials: one sentence and a non-zero exit."""
     cases = [
         ({"WAS_STORAGE_BACKEND": "s3"}, "WAS_STORAGE_BUCKET"),
         ({**bucket.env(""), "WAS_STORAGE_BUCKET": "no-such-bucket-here"}, "does not exist"),
     ]
+    no_credentials = {
+        k: v for k, v in bucket.env("").items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    }
+    no_credentials.update(
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent/credentials",
+        AWS_CONFIG_FILE="/nonexistent/config",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    cases.append((no_credentials, "No AWS credentials found"))
     if bucket.s3.name == "ceph":  # moto accepts any key; Ceph checks signatures
         cases.append(({**bucket.env(""), "AWS_SECRET_ACCESS_KEY": "wrong"}, "refused the AWS credentials"))
     for env, expected in cases:
