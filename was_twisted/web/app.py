@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException
 from .. import __version__
 from ..errors import InvalidId, InvalidRequestBody, MethodNotAllowed, NotFound, PayloadTooLarge, WASError
 from ..operations import Call, Operations, resource_url, space_url
+from .limits import BoundedRequest
 from .problems import PROBLEM_JSON, internal_problem, problem_for
 from .streaming import send_body
 
@@ -104,6 +105,21 @@ def _read_json_body(request: IRequest, limit: int = 64 * 1024) -> bytes:
     if len(data) > limit:
         raise InvalidRequestBody("The body is too large.")
     return data
+
+
+def _refuse_oversized(request: IRequest) -> None:
+    """413 for a body ``BoundedRequest`` did not keep (it was over ``WAS_MAX_UPLOAD_BYTES``)."""
+    if isinstance(request, BoundedRequest) and request.too_large:
+        raise PayloadTooLarge(f"The body is larger than {request.max_upload} bytes.")
+
+
+def _not_modified(request: IRequest, etag: str | None) -> bool:
+    """Whether ``If-None-Match`` names the current ETag (or ``*``): answer 304, send no body."""
+    header = request.getHeader(b"if-none-match")
+    if not header or not etag:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in header.decode("latin-1").split(",")}
+    return "*" in tags or etag in tags
 
 
 def _base_url(request: IRequest) -> str:
@@ -200,6 +216,7 @@ class WASApp:
     @app.route("/spaces", strict_slashes=False)
     async def spaces(self, request: IRequest) -> bytes:
         method = self._only(request, ("GET", "HEAD", "POST"))
+        _refuse_oversized(request)
         raw_path, query = _split_uri(request)
         call = _call(request, raw_path, query, _decode_once(raw_path))
         if method == "POST":
@@ -214,8 +231,7 @@ class WASApp:
 
     @app.route(SPACE_PREFIX, branch=True)
     async def space_tree(self, request: IRequest) -> Any:
-        if getattr(request, "too_large", False):
-            raise PayloadTooLarge(f"The body is larger than {request.max_upload} bytes.")  # type: ignore[attr-defined]
+        _refuse_oversized(request)
         raw_path, query = _split_uri(request)
         if not raw_path.startswith(SPACE_PREFIX):
             raise NotFound()
@@ -253,6 +269,11 @@ class WASApp:
             request.setHeader(b"content-length", b"%d" % info.size)
             if info.etag:
                 request.setHeader(b"etag", info.etag.encode("latin-1"))
+            if _not_modified(request, info.etag):
+                await body.close()
+                request.setResponseCode(304)
+                request.responseHeaders.removeHeader(b"content-length")
+                return b""
             if method == "HEAD":
                 await body.close()
                 return b""
