@@ -61,6 +61,12 @@ class WasProcess:
         self.stop()
         raise RuntimeError(f"twistd did not start; log:\n{self.log_path.read_text(errors='replace')}")
 
+    def __enter__(self) -> WasProcess:
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, then SIGKILL if it has not exited in ``timeout`` seconds."""
         if self.proc is None:

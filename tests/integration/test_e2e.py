@@ -141,10 +141,9 @@ async def test_treq_with_js_style_encoded_signatures(server: WasProcess) -> None
 
 def test_legacy_profile_as_existing_clients_expect(tmp_path: Path) -> None:
     """WAS_PROFILE=legacy: create answers 204, unsigned reads are public, unsigned writes 401."""
-    server = WasProcess(
+    with WasProcess(
         {"WAS_STORAGE_ROOT_DIR": str(tmp_path / "data"), "WAS_PROFILE": "legacy"}, tmp_path / "log"
-    ).start()
-    try:
+    ) as server:
         signer = Ed25519Signer()
         with StorageClient(server.url) as client:
             space = client.space(signer=signer)
@@ -155,8 +154,6 @@ def test_legacy_profile_as_existing_clients_expect(tmp_path: Path) -> None:
             assert anon.resource("/pub.txt").get().content == b"public"
             assert anon.resource("/pub.txt").put(b"x").status_code == 401
             assert space.resource("/pub.txt").put(b"x", signer=Ed25519Signer()).status_code == 403
-    finally:
-        server.stop()
 
 
 def test_bad_settings_stop_startup_with_one_sentence(tmp_path: Path) -> None:
@@ -176,10 +173,8 @@ def test_bad_settings_stop_startup_with_one_sentence(tmp_path: Path) -> None:
 
 def test_uploads_over_the_limit_are_413_and_not_kept(tmp_path: Path) -> None:
     """Past WAS_MAX_UPLOAD_BYTES a write is 413 payload-too-large, declared or chunked; nothing is stored."""
-    server = WasProcess(
-        {"WAS_STORAGE_ROOT_DIR": str(tmp_path / "data"), "WAS_MAX_UPLOAD_BYTES": "1000"}, tmp_path / "log"
-    ).start()
-    try:
+    env = {"WAS_STORAGE_ROOT_DIR": str(tmp_path / "data"), "WAS_MAX_UPLOAD_BYTES": "1000"}
+    with WasProcess(env, tmp_path / "log") as server:
         signer = Ed25519Signer()
         with StorageClient(server.url) as client:
             space = client.space(signer=signer)
@@ -204,5 +199,3 @@ def test_uploads_over_the_limit_are_413_and_not_kept(tmp_path: Path) -> None:
             assert space.resource("/chunked").get().status_code == 404
             assert big.get().content == b"x" * 1000
         assert not list((tmp_path / "data").rglob("*chunked*"))
-    finally:
-        server.stop()
