@@ -109,6 +109,12 @@ class ReindexService(Service):
 
 def build_service(settings: Settings, reactor: Any, endpoints: list[str]) -> MultiService:
     """The whole server as a ``MultiService``; raises ``ConfigError`` for unusable settings."""
+    shared = [e for e in endpoints if e.split(":", 1)[0] == "reuseport"]
+    if shared and settings.backend != "s3":
+        raise ConfigError(
+            f"--listen {shared[0]} shares the port with other processes; only WAS_STORAGE_BACKEND=s3 "
+            "is safe to share (filesystem and memory keep their state in one process)."
+        )
     top = MultiService()
     backend = make_backend(settings)
     if settings.backend == "memory":

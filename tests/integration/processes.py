@@ -29,7 +29,10 @@ def _base_env() -> dict[str, str]:
 class WasProcess:
     """One ``twistd -n was`` process; ``url`` is its base URL once started."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, listen: str = "tcp:0:interface=127.0.0.1"
+    ) -> None:
+        self.listen = listen
         self.env = {**_base_env(), **env, "PYTHONPATH": str(REPO)}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -40,7 +43,7 @@ class WasProcess:
         log = open(self.log_path, "ab")
         start_at = log.tell()
         self.proc = subprocess.Popen(
-            [TWISTD, "-n", "--pidfile=", "was", "--listen", "tcp:0:interface=127.0.0.1"],
+            [TWISTD, "-n", "--pidfile=", "was", "--listen", self.listen],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

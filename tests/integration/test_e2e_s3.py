@@ -7,6 +7,7 @@ server process and looks at the bucket's raw keys with boto3.
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -309,3 +310,26 @@ def test_racing_overwrites_never_mix(bucket: Bucket) -> None:
         for w in writers:
             w.result()
         assert [bad for r in readers for bad in r.result()] == []
+
+
+def test_processes_share_one_port_with_reuseport(bucket: Bucket) -> None:
+    """Two processes on one reuseport: port both take connections and act as one server."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    listen = f"reuseport:{port}:interface=127.0.0.1"
+    servers = [
+        WasProcess(bucket.env("multi/"), bucket.tmp_path / f"reuseport-{n}.log", listen=listen).start()
+        for n in range(2)
+    ]
+    bucket.servers.extend(servers)
+    alice = Ed25519Signer()
+    url = f"http://127.0.0.1:{port}"
+    sid = provision(url, alice)
+    path = f"/space/{sid}/shared.txt"
+    for n in range(40):  # a new connection each time: the kernel picks a process
+        r = httpx.put(url + path, content=f"v{n}".encode(), headers=signed(alice, "PUT", path))
+        assert r.status_code == 204
+        assert httpx.get(url + path, headers=signed(alice, "GET", path)).content == f"v{n}".encode()
+    served = [s.log_path.read_text().count(f'"PUT /space/{sid}/shared.txt') for s in servers]
+    assert sum(served) == 40 and min(served) > 0, served

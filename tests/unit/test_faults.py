@@ -94,3 +94,16 @@ async def test_unexpected_failure_is_500_with_request_id_and_no_traceback() -> N
     assert doc["type"] == "https://wallet.storage/spec#internal-error"
     assert len(doc["requestId"]) == 16 and doc["requestId"] in doc["detail"]
     assert b"secret internal detail" not in body and b"Traceback" not in body
+
+
+def test_reuseport_is_refused_for_backends_that_cannot_be_shared(tmp_path: Any) -> None:
+    """Sharing a port between processes is refused, in one sentence, unless storage is S3."""
+    import pytest
+
+    from was_twisted.config import ConfigError
+    from was_twisted.service import build_service
+
+    for backend in ("memory", "filesystem"):
+        settings = Settings(backend=backend, root_dir=str(tmp_path))
+        with pytest.raises(ConfigError, match="only WAS_STORAGE_BACKEND=s3 is safe to share"):
+            build_service(settings, reactor, ["reuseport:8080"])

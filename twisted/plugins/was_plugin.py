@@ -1,5 +1,8 @@
-"""Registers ``twistd was`` (Twisted finds this file by its location, not by import)."""
+"""Registers ``twistd was`` and the ``reuseport:`` endpoint (Twisted finds this file by its location)."""
 
 from twisted.application.service import ServiceMaker
 
+from was_twisted.reuseport import ReusePortParser
+
 was = ServiceMaker("was", "was_twisted.tap", "Serve Wallet Attached Storage (WAS).", "was")
+reuseport = ReusePortParser()
