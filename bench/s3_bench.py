@@ -2,7 +2,7 @@
 
 One command, one run::
 
-    python bench/s3_bench.py [--s3 moto|ceph|both] [--duration 10] [--latency-ms 20] [--json out.json]
+    python bench/s3_bench.py [--s3 moto|ceph|both] [--processes 1,2] [--duration 10] [--latency-ms 20]
 
 For each S3 server in turn (moto's stand-alone server; a throwaway single-node Ceph whose RADOS
 Gateway checks SigV4 signatures), it starts that server, ``bench/latency_proxy.py`` in front of
@@ -10,8 +10,11 @@ it (delays every response, counts S3 requests by operation) and ``twistd -n was`
 ``WAS_STORAGE_BACKEND=s3`` talking to the proxy, then measures the S3 server's own capacity,
 signed 1 KiB PUT+GET throughput at concurrency 1 and 16, ``/health`` latency under load, listing
 200 of 1,200 spaces, and the S3 requests each API operation makes; then stops all three before
-the next S3 server starts.  Every process it starts is stopped before it exits.  The S3 servers
-come from ``tests/integration/s3servers.py``.  See the last section of ``bench/README.rst``.
+the next S3 server starts.  The throughput is measured once per ``--processes`` count: N > 1 starts
+N ``twistd`` processes sharing one ``reuseport:`` port (the kernel spreads connections across
+them); everything else uses the single process.  Every process it starts is stopped before it
+exits.  The S3 servers come from ``tests/integration/s3servers.py``.  See the last section of
+``bench/README.rst``.
 
 The load generator, the signing and the table format are ``bench/run.py``'s, imported.
 """
@@ -51,6 +54,7 @@ from run import (
     WARMUP_S,
     Conn,
     _interrupt,
+    free_port,
     peak_rss_kib,
     percentile,
     proc_cpu_s,
@@ -103,6 +107,9 @@ LOG_ANOMALY = re.compile(r"Traceback|Unhandled|CRITICAL|\bERROR\b|\berror\b|fail
 MAX_LOG_LINES = 30
 PR_SET_PDEATHSIG = 1
 OTHER_BUSY_PCT = 20  # CPU used by processes this benchmark did not start
+MAX_PROCESSES = 8
+INDEX_INCOMPLETE = "s3: the controller index is incomplete"
+INDEX_DONE = r"s3: index built|s3: building the index failed"
 
 
 # ---------------------------------------------------------------------------
@@ -235,9 +242,12 @@ def start_proxy(s3: S3Server, latency_ms: float, log_dir: Path) -> Proc:
     return proc
 
 
-def start_ours(proxy_port: int, s3: S3Server, log_dir: Path) -> Proc:
-    """``twistd -n was`` on S3 through the proxy; waits until it listens and its index is built."""
+def ours_command(proxy_port: int, s3: S3Server, listen: str) -> tuple[list[str], dict[str, str]]:
+    """``twistd -n was --listen LISTEN`` on S3 through the proxy, and its environment."""
     cmd, env = server_command("ours", 0)  # tcp:0:interface=127.0.0.1, PYTHONPATH, access log off
+    if cmd[-2] != "--listen":
+        raise RuntimeError(f"unexpected command from run.server_command: {cmd}")
+    cmd[-1] = listen
     env = s3.process_env(env)  # no AWS_* of the caller's; the S3 server's keys (Ceph checks them)
     env.update(
         WAS_STORAGE_BACKEND="s3",
@@ -246,14 +256,65 @@ def start_ours(proxy_port: int, s3: S3Server, log_dir: Path) -> Proc:
         AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{proxy_port}",
         WAS_ACCESS_LOG="off",
     )
-    proc = spawn("ours", cmd, env, log_dir)
+    return cmd, env
+
+
+def wait_ready(proc: Proc, port: int = 0) -> None:
+    """Until it listens (on ``port`` if given), answers /health and has built the index if it had to.
+
+    twistd listens (``WASSite starting on``) in ``privilegedStartService``, then runs every
+    ``startService`` (where a process that finds the index incomplete says so; one that finds it
+    complete says nothing), then the reactor: once a process alone on its port has answered
+    /health, the line is there if it will ever be.  Processes started after the first of a
+    ``reuseport`` group find the index complete (the first built it); their /health may be
+    answered by another process of the group.
+    """
     proc.port = int(wait_for_line(proc, r"WASSite starting on (\d+)").group(1))
+    if port and proc.port != port:
+        raise RuntimeError(
+            f"{proc.name} listens on {proc.port}, not on the shared port {port}:\n{proc.tail()}"
+        )
     wait_http(proc, "/health", ok=(200,))
-    # A fresh prefix has no index yet: the server builds it in the background at start-up.
-    wait_for_line(proc, r"s3: index built|s3: building the index failed")
-    if "s3: building the index failed" in proc.log_text():
-        raise RuntimeError(f"ours could not build its S3 index:\n{proc.tail()}")
-    return proc
+    if INDEX_INCOMPLETE in proc.log_text():
+        wait_for_line(proc, INDEX_DONE)
+        if "s3: building the index failed" in proc.log_text():
+            raise RuntimeError(f"{proc.name} could not build its S3 index:\n{proc.tail()}")
+
+
+def start_ours(n: int, proxy_port: int, s3: S3Server, log_dir: Path, started: list[Proc]) -> list[Proc]:
+    """``n`` ``twistd -n was`` processes on S3 through the proxy; each is appended to ``started`` at once.
+
+    n == 1: one process on ``tcp:0``.  n > 1: all on one free ``reuseport:`` port; the first is
+    started alone and waited for (it builds the index if the bucket lacks one), then the others,
+    which find the index complete.
+    """
+    if n == 1:
+        port, names = 0, ["ours"]
+        listen = "tcp:0:interface=127.0.0.1"
+    else:
+        port, names = free_port(), [f"ours-{n}p-{i}" for i in range(1, n + 1)]
+        listen = f"reuseport:{port}:interface=127.0.0.1"
+    cmd, env = ours_command(proxy_port, s3, listen)
+    first = spawn(names[0], cmd, env, log_dir)
+    started.append(first)
+    wait_ready(first, port)
+    rest: list[Proc] = []
+    for name in names[1:]:
+        proc = spawn(name, cmd, env, log_dir)
+        started.append(proc)
+        rest.append(proc)
+    for proc in rest:
+        wait_ready(proc, port)
+    return [first, *rest]
+
+
+def pids_of(procs: list[Proc]) -> list[int]:
+    return [p.popen.pid for p in procs]
+
+
+def cpu_of(pids: list[int]) -> float:
+    """CPU seconds used so far by all these processes."""
+    return sum(proc_cpu_s(pid) for pid in pids)
 
 
 def s3_client(endpoint_url: str, s3: S3Server, pool: int = 10, secret_key: str | None = None) -> Any:
@@ -459,6 +520,7 @@ class Health:
     """GET /health latencies sampled on their own connection."""
 
     condition: str
+    processes: int = 1
     samples: int = 0
     p50_ms: float = 0.0
     p99_ms: float = 0.0
@@ -467,10 +529,11 @@ class Health:
     error_samples: list[str] = field(default_factory=list)
 
     @classmethod
-    def of(cls, condition: str, latencies: list[float], errors: list[str]) -> Health:
+    def of(cls, condition: str, latencies: list[float], errors: list[str], processes: int = 1) -> Health:
         lat = sorted(latencies)
         return cls(
             condition=condition,
+            processes=processes,
             samples=len(lat),
             p50_ms=percentile(lat, 50) * 1000,
             p99_ms=percentile(lat, 99) * 1000,
@@ -515,43 +578,78 @@ async def idle_health(port: int) -> Health:
     return Health.of("idle", lat, errors)
 
 
+async def workload(
+    ours: list[Proc], space: str, signer: Ed25519Signer, concurrency: int, duration: float
+) -> Any:
+    """run.py's workload against the (shared) port; ``server_cpu_pct`` summed over every process.
+
+    run.py samples one pid over the measured window; a sampler here sleeps to the same instants
+    (warm-up end, measured end) and reads every process, kept per process too.
+    """
+    pids = pids_of(ours)
+    start = time.perf_counter()
+    marks: dict[str, Any] = {}
+
+    async def sampler() -> None:
+        await asyncio.sleep(max(0.0, start + WARMUP_S - time.perf_counter()))
+        marks["cpu0"], marks["t0"] = [proc_cpu_s(pid) for pid in pids], time.perf_counter()
+        await asyncio.sleep(max(0.0, start + WARMUP_S + duration - time.perf_counter()))
+        marks["cpu1"], marks["t1"] = [proc_cpu_s(pid) for pid in pids], time.perf_counter()
+
+    res, _ = await asyncio.gather(
+        run_workload("ours", ours[0].port, pids[0], space, signer, concurrency, duration), sampler()
+    )
+    wall = marks["t1"] - marks["t0"]
+    per_process = [100 * (b - a) / wall for a, b in zip(marks["cpu0"], marks["cpu1"], strict=True)]
+    res.server_cpu_pct = sum(per_process)
+    return res, per_process
+
+
 async def load_with_health(
-    ours: Proc, space: str, signer: Ed25519Signer, concurrency: int, duration: float
+    ours: list[Proc], space: str, signer: Ed25519Signer, concurrency: int, duration: float
 ) -> tuple[Any, Health]:
     """The run.py workload, with /health probed on a separate connection meanwhile."""
     stop_event = asyncio.Event()
 
     async def load() -> Any:
         try:
-            return await run_workload("ours", ours.port, ours.popen.pid, space, signer, concurrency, duration)
+            return await workload(ours, space, signer, concurrency, duration)
         finally:
             stop_event.set()
 
     max_samples = int((WARMUP_S + duration + 2 * IO_TIMEOUT_S) / HEALTH_INTERVAL_S) + 10
-    result, (lat, errors) = await asyncio.gather(load(), probe_health(ours.port, stop_event, max_samples))
-    return result, Health.of(f"c{concurrency} PUT+GET load", lat, errors)
+    result, (lat, errors) = await asyncio.gather(load(), probe_health(ours[0].port, stop_event, max_samples))
+    return result, Health.of(f"c{concurrency} PUT+GET load", lat, errors, len(ours))
 
 
 def bench_throughput(
-    ours: Proc, s3: S3Server, proxy: Proc, ctl: ProxyControl, duration: float
+    ours: list[Proc], s3: S3Server, proxy: Proc, ctl: ProxyControl, duration: float
 ) -> tuple[list[dict[str, Any]], list[Health]]:
-    """Concurrency 1 and 16 over one space; CPU of every process; /health during c16."""
+    """Concurrency 1 and 16 over one space; CPU of every process; /health during c16 (idle: 1 process)."""
+    n = len(ours)
+    pids = pids_of(ours)
+    port = ours[0].port  # every process of a group listens on the same port
     signer = Ed25519Signer()
     space = str(uuid.uuid4())
-    asyncio.run(provision(ours.port, space, signer))
-    healths = [asyncio.run(idle_health(ours.port))]
+    asyncio.run(provision(port, space, signer))
+    healths = [asyncio.run(idle_health(port))] if n == 1 else []
     results: list[dict[str, Any]] = []
     for c in (1, 16):
-        print(f"  throughput c{c} ({WARMUP_S:g}s warm-up + {duration:g}s) ...", file=sys.stderr, flush=True)
+        print(
+            f"  throughput, {n} process{'es' if n > 1 else ''}, c{c} "
+            f"({WARMUP_S:g}s warm-up + {duration:g}s) ...",
+            file=sys.stderr,
+            flush=True,
+        )
         ctl.reset()
         t0 = time.perf_counter()
         s3_0, proxy0 = s3_cpu_s(s3), proc_cpu_s(proxy.popen.pid)
-        ours0, bench0, system0 = proc_cpu_s(ours.popen.pid), time.process_time(), system_busy_s()
+        ours0, bench0, system0 = cpu_of(pids), time.process_time(), system_busy_s()
         if c == 16:
-            res, health = asyncio.run(load_with_health(ours, space, signer, c, duration))
+            (res, per_process), health = asyncio.run(load_with_health(ours, space, signer, c, duration))
             healths.append(health)
         else:
-            res = asyncio.run(run_workload("ours", ours.port, ours.popen.pid, space, signer, c, duration))
+            res, per_process = asyncio.run(workload(ours, space, signer, c, duration))
         wall = time.perf_counter() - t0
         snap = ctl.counts()
         s3_cpu = s3_cpu_s(s3) - s3_0
@@ -559,13 +657,15 @@ def bench_throughput(
             s3_cpu
             + proc_cpu_s(proxy.popen.pid)
             - proxy0
-            + proc_cpu_s(ours.popen.pid)
+            + cpu_of(pids)
             - ours0
             + time.process_time()
             - bench0
         )
         row = asdict(res)
         row.update(
+            processes=n,
+            ours_cpu_pct_per_process=per_process,
             s3_cpu_pct=100 * s3_cpu / wall,
             proxy_cpu_pct=100 * (proc_cpu_s(proxy.popen.pid) - proxy0) / wall,
             s3_requests=snap["counts"],
@@ -758,27 +858,35 @@ def log_anomalies(text: str) -> list[str]:
     return [line for line in text.splitlines() if LOG_ANOMALY.search(line)][:MAX_LOG_LINES]
 
 
-def s3_ceiling(run: dict[str, Any]) -> dict[str, float]:
+def tp(run: dict[str, Any], processes: int, concurrency: int) -> dict[str, Any]:
+    """The throughput row for that number of our processes and that concurrency."""
+    return next(
+        r for r in run["throughput"] if r["processes"] == processes and r["concurrency"] == concurrency
+    )
+
+
+def s3_ceiling(run: dict[str, Any]) -> dict[str, Any]:
     """The API req/s the S3 server alone allows: its direct capacity over S3 requests per API request."""
     direct = next(r for r in run["proxy_check"]["concurrent"] if r["path"] == "direct")
     ops = {r["operation"]: r["s3_requests"] for r in run["operations"]}
     per_request = (ops.get("resource write (new)", 0) + ops.get("resource read", 0)) / 2
     ceiling = direct["rps"] / per_request if per_request else 0.0
-    c16 = run["throughput"][-1]
+    c16 = {n: tp(run, n, 16) for n in run["process_counts"]}
     return {
         "s3_direct_rps": direct["rps"],
         "s3_direct_cpu_pct": direct["s3_cpu_pct"],
         "s3_requests_per_api_request": per_request,
         "ceiling_rps": ceiling,
-        "c16_s3_rps": c16["s3_rps"],
-        "c16_pct_of_ceiling": 100 * c16["rps"] / ceiling if ceiling else 0.0,
+        "c16_s3_rps": {n: r["s3_rps"] for n, r in c16.items()},
+        "c16_s3_service_ms": {n: r["s3_service_ms"] for n, r in c16.items()},
+        "c16_pct_of_ceiling": {n: 100 * r["rps"] / ceiling if ceiling else 0.0 for n, r in c16.items()},
     }
 
 
 def goals(run: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each goal, the figure measured and whether it was met."""
-    c1, c16 = run["throughput"]
-    under_load = run["health"][-1]
+    """Each goal, the figure measured and whether it was met (all with one process of ours)."""
+    c1, c16 = tp(run, 1, 1), tp(run, 1, 16)
+    under_load = next(h for h in run["health"] if h["processes"] == 1 and h["condition"].startswith("c16"))
     first = run["listing"]["calls"][0]
     scaling = c16["rps"] / c1["rps"] if c1["rps"] else 0.0
     vs_existing = c16["rps"] / EXISTING_RPS
@@ -879,16 +987,24 @@ def report(data: dict[str, Any]) -> str:
             ]
         )
     )
-    out += ["", f"Throughput (ours, S3 backend, {lat:g} ms added per S3 response; CPU in % of one core)", ""]
+    out += [
+        "",
+        f"Throughput (ours, S3 backend, {lat:g} ms added per S3 response; CPU in % of one core; procs: "
+        "twistd processes sharing one reuseport port, 1 = one process on its own port; ours CPU is "
+        "their sum, ours CPU/proc each one's)",
+        "",
+    ]
     rows = [
         [
             "S3",
+            "procs",
             "conc",
             "req/s",
             "p50 ms",
             "p99 ms",
             "errors",
             "ours CPU",
+            "ours CPU/proc",
             "loadgen CPU",
             "S3 CPU",
             "proxy CPU",
@@ -904,12 +1020,14 @@ def report(data: dict[str, Any]) -> str:
             rows.append(
                 [
                     name,
+                    str(r["processes"]),
                     str(r["concurrency"]),
                     f"{r['rps']:.0f}",
                     f"{r['p50_ms']:.1f}",
                     f"{r['p99_ms']:.1f}",
                     str(r["errors"]),
                     f"{r['server_cpu_pct']:.0f}",
+                    "+".join(f"{x:.0f}" for x in r["ours_cpu_pct_per_process"]),
                     f"{r['loadgen_cpu_pct']:.0f}",
                     f"{r['s3_cpu_pct']:.0f}",
                     f"{r['proxy_cpu_pct']:.0f}",
@@ -921,44 +1039,57 @@ def report(data: dict[str, Any]) -> str:
                 ]
             )
     out.append(table(rows))
+    counts: list[int] = data["process_counts"]
+    ratio_rows = [["ratio", *names, "goal"]]
+    for n in counts:
+        procs = f"{n} proc{'s' if n > 1 else ''}"
+        ratio_rows += [
+            [
+                f"ours c16 ({procs}) / ours c1 (1 proc)",
+                *_cols(data, lambda r, n=n: ratio(tp(r, n, 16)["rps"], tp(r, 1, 1)["rps"])),
+                f">= {GOAL_SCALING:g}x",
+            ],
+            [
+                f"ours c16 ({procs}) / existing ({EXISTING_RPS:g} req/s)",
+                *_cols(data, lambda r, n=n: ratio(tp(r, n, 16)["rps"], EXISTING_RPS)),
+                f">= {GOAL_VS_EXISTING:g}x",
+            ],
+        ]
     out += [
         "",
-        table(
-            [
-                ["ratio", *names, "goal"],
-                [
-                    "ours c16 / ours c1",
-                    *_cols(data, lambda r: ratio(r["throughput"][-1]["rps"], r["throughput"][0]["rps"])),
-                    f">= {GOAL_SCALING:g}x",
-                ],
-                [
-                    f"ours c16 / existing ({EXISTING_RPS:g} req/s)",
-                    *_cols(data, lambda r: ratio(r["throughput"][-1]["rps"], EXISTING_RPS)),
-                    f">= {GOAL_VS_EXISTING:g}x",
-                ],
-            ]
-        ),
+        table(ratio_rows),
+        "",
+        "c1 is one connection, so it is bound by the latency and reaches one process whatever the "
+        "count: every c16 row is divided by the c1 of one process.",
         "",
     ]
     for name, run in runs.items():
         ceil = run["ceiling"]
+        reached = "; ".join(
+            f"{n} proc{'s' if n > 1 else ''} {ceil['c16_pct_of_ceiling'][n]:.0f}% "
+            f"({ceil['c16_s3_rps'][n]:.0f} S3 req/s, {name} answering in "
+            f"{ceil['c16_s3_service_ms'][n]:.1f} ms on average before the added latency)"
+            for n in counts
+        )
         out.append(
             f"* {name} alone ({PROXY_CHECK_THREADS} boto3 threads, no proxy, no latency) served "
             f"{ceil['s3_direct_rps']:.0f} S3 req/s using {ceil['s3_direct_cpu_pct']:.0f}% of a core "
             "(near 100% or more: CPU-bound; well below: bound by its own per-request latency); "
             f"at {ceil['s3_requests_per_api_request']:g} S3 requests per API request that caps ours at "
-            f"~{ceil['ceiling_rps']:.0f} req/s on this machine; c16 "
-            f"reached {ceil['c16_pct_of_ceiling']:.0f}% of it ({ceil['c16_s3_rps']:.0f} S3 req/s, {name} "
-            f"answering in {run['throughput'][-1]['s3_service_ms']:.1f} ms on average before the added "
-            "latency)."
+            f"~{ceil['ceiling_rps']:.0f} req/s on this machine; c16 reached: {reached}."
         )
-    out += ["", f"GET /health every {HEALTH_INTERVAL_S * 1000:g} ms on its own connection", ""]
+    out += [
+        "",
+        f"GET /health every {HEALTH_INTERVAL_S * 1000:g} ms on its own connection (idle: 1 process only)",
+        "",
+    ]
     out.append(
         table(
-            [["S3", "condition", "samples", "p50 ms", "p99 ms", "max ms", "errors"]]
+            [["S3", "procs", "condition", "samples", "p50 ms", "p99 ms", "max ms", "errors"]]
             + [
                 [
                     name,
+                    str(h["processes"]),
                     h["condition"],
                     str(h["samples"]),
                     f"{h['p50_ms']:.2f}",
@@ -976,7 +1107,7 @@ def report(data: dict[str, Any]) -> str:
         "",
         f"Listing: {first_listing['spaces_other']:,} spaces of other DIDs + {first_listing['spaces_own']} of "
         f"one DID, created through the API at concurrency {PROVISION_CONCURRENCY}; then GET /spaces/ "
-        f"signed by that DID, {LIST_REPEATS} times",
+        f"signed by that DID, {LIST_REPEATS} times (1 process of ours, as below)",
         "",
     ]
     list_rows = [
@@ -1012,7 +1143,11 @@ def report(data: dict[str, Any]) -> str:
         ["existing", "-", "-", "-", "200", f"{EXISTING_LIST_MS:.0f}", "-", str(EXISTING_LIST_REQUESTS), "-"]
     )
     out.append(table(list_rows))
-    out += ["", "S3 requests per API operation (proxy counters reset before each single call)", ""]
+    out += [
+        "",
+        "S3 requests per API operation (1 process; proxy counters reset before each single call)",
+        "",
+    ]
     op_rows = [["operation", *(f"{n} S3 req" for n in names), *(f"{n} ms" for n in names), "which",
                 "existing server"]]  # fmt: skip
     runs_ops = [run["operations"] for run in runs.values()]
@@ -1035,7 +1170,7 @@ def report(data: dict[str, Any]) -> str:
             ]
         )
     out.append(table(op_rows))
-    out += ["", "Goals", ""]
+    out += ["", "Goals (1 process of ours)", ""]
     goal_rows = [["goal", *(h for n in names for h in (n, "met"))]]
     for k, g in enumerate(next(iter(runs.values()))["goals"]):
         cells = [g["goal"]]
@@ -1049,11 +1184,16 @@ def report(data: dict[str, Any]) -> str:
         warnings.extend(f"{name}: {w}" for w in run_warnings(run))
     if warnings:
         out += ["", "Warnings and errors", ""] + [f"* {w}" for w in warnings]
-    out += [
-        "",
-        "ours peak RSS: "
-        + ", ".join(f"{r['ours_peak_rss_kib'] / 1024:.1f} MiB on {n}" for n, r in runs.items()),
-    ]
+    out += ["", "ours peak RSS (VmHWM, MiB, per process; 1 process: after the listing too)", ""]
+    for name, run in runs.items():
+        out.append(
+            f"* {name}: "
+            + "; ".join(
+                f"{n} proc{'s' if n > 1 else ''}: "
+                + ", ".join(f"{kib / 1024:.1f}" for kib in run["ours_peak_rss_kib"][n])
+                for n in counts
+            )
+        )
     return "\n".join(out)
 
 
@@ -1065,19 +1205,20 @@ def run_warnings(run: dict[str, Any]) -> list[str]:
     for r in run["proxy_check"]["concurrent"]:
         warnings.extend(f"proxy check {r['path']}: {e}" for e in r["error_samples"])
     for r in run["throughput"]:
+        cell = f"c{r['concurrency']} ({r['processes']} proc{'s' if r['processes'] > 1 else ''})"
         if r["loadgen_cpu_pct"] > LOADGEN_BUSY_PCT:
-            warnings.append(f"load generator at {r['loadgen_cpu_pct']:.0f}% of a core in c{r['concurrency']}")
+            warnings.append(f"load generator at {r['loadgen_cpu_pct']:.0f}% of a core in {cell}")
         for sample in r["error_samples"]:
-            warnings.append(f"error c{r['concurrency']}: {sample}")
+            warnings.append(f"error {cell}: {sample}")
         if r["other_cpu_pct"] > OTHER_BUSY_PCT:
             warnings.append(
                 f"other processes on this machine used {r['other_cpu_pct']:.0f}% of a core during "
-                f"c{r['concurrency']}: its figures are low; rerun on a quiet machine"
+                f"{cell}: its figures are low; rerun on a quiet machine"
             )
         if r["s3_upstream_errors"]:
-            warnings.append(f"proxy: {r['s3_upstream_errors']} upstream errors in c{r['concurrency']}")
+            warnings.append(f"proxy: {r['s3_upstream_errors']} upstream errors in {cell}")
     for h in run["health"]:
-        warnings.extend(f"health {h['condition']}: {s}" for s in h["error_samples"])
+        warnings.extend(f"health {h['condition']} ({h['processes']} procs): {s}" for s in h["error_samples"])
     listing = run["listing"]
     warnings.extend(f"provisioning: {s}" for s in listing["provision_error_samples"])
     for c in listing["calls"]:
@@ -1112,21 +1253,37 @@ def run_one(kind: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any
         if not signatures["ok"]:
             raise RuntimeError(f"signed requests through the proxy to {kind} failed: {signatures}")
         proxy_check = check_proxy(s3, proxy, ctl, args.latency_ms)
-        print(f"[{kind}] starting ours (twistd, S3 backend) ...", file=sys.stderr, flush=True)
-        ours = start_ours(proxy.port, s3, log_dir)
-        procs.append(ours)
-        throughput, health = bench_throughput(ours, s3, proxy, ctl, args.duration)
-        listing, _ = bench_listing(ours, ctl, args.other_spaces, args.own_spaces)
-        print(f"[{kind}]   S3 requests per operation ...", file=sys.stderr, flush=True)
-        operations = bench_operations(ours, ctl, listing)
-        if ours.popen.poll() is not None:
-            raise RuntimeError(f"ours died during the run:\n{ours.tail()}")
+        throughput: list[dict[str, Any]] = []
+        health: list[Health] = []
+        peak_rss: dict[int, list[int]] = {}
+        anomalies: list[str] = []
+        for n in args.processes:
+            print(f"[{kind}] starting {n} x ours (twistd, S3 backend) ...", file=sys.stderr, flush=True)
+            group = start_ours(n, proxy.port, s3, log_dir, procs)
+            try:
+                rows, healths = bench_throughput(group, s3, proxy, ctl, args.duration)
+                throughput += rows
+                health += healths
+                if n == 1:  # listing and per-operation counts: one process is enough
+                    listing, _ = bench_listing(group[0], ctl, args.other_spaces, args.own_spaces)
+                    print(f"[{kind}]   S3 requests per operation ...", file=sys.stderr, flush=True)
+                    operations = bench_operations(group[0], ctl, listing)
+                for proc in group:
+                    if proc.popen.poll() is not None:
+                        raise RuntimeError(f"{proc.name} died during the run:\n{proc.tail()}")
+                peak_rss[n] = [peak_rss_kib(proc.popen.pid) for proc in group]
+                for proc in group:
+                    anomalies += [f"{proc.name}: {line}" for line in log_anomalies(proc.log_text())]
+            finally:
+                for proc in reversed(group):  # before the next count starts; `procs` holds them too
+                    stop(proc.popen)
         if not s3.running:
             raise RuntimeError(f"{kind} died during the run")
         run: dict[str, Any] = {
             "s3": kind,
             "version": s3_version(kind),
             "processes": len(s3_pids(s3)),
+            "process_counts": list(args.processes),
             "startup_s": s3.startup_seconds,
             "signatures": signatures,
             "proxy_check": proxy_check,
@@ -1134,8 +1291,8 @@ def run_one(kind: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any
             "health": [asdict(h) for h in health],
             "listing": listing,
             "operations": operations,
-            "ours_peak_rss_kib": peak_rss_kib(ours.popen.pid),
-            "ours_log_anomalies": log_anomalies(ours.log_text()),
+            "ours_peak_rss_kib": peak_rss,
+            "ours_log_anomalies": anomalies[:MAX_LOG_LINES],
         }
         run["ceiling"] = s3_ceiling(run)
         run["goals"] = goals(run)
@@ -1156,6 +1313,7 @@ def run_all(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         "latency_ms": args.latency_ms,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        "process_counts": list(args.processes),
         "servers": {kind: run_one(kind, args, log_dir / kind) for kind in kinds},
         "existing": {
             "rps": EXISTING_RPS,
@@ -1188,6 +1346,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=("moto", "ceph", "both"),
         help="S3 server(s) to measure, one after the other (default: both if Ceph is installed, else moto)",
     )
+    ap.add_argument(
+        "--processes",
+        default="1,2",
+        help="comma list of twistd process counts for the throughput run; must include 1 (default 1,2)",
+    )
     ap.add_argument("--keep-logs", type=Path, help="copy the S3, proxy and twistd logs into this directory")
     args = ap.parse_args(argv)
     if args.s3 is None:
@@ -1202,6 +1365,15 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--s3 {args.s3} needs the Ceph binaries on PATH (.ci/install-s3-servers)")
     if not 0 < args.duration <= 600:
         ap.error("--duration must be in (0, 600]")
+    try:
+        args.processes = sorted({int(x) for x in args.processes.split(",") if x.strip()})
+    except ValueError:
+        ap.error("--processes must be a comma list of integers, such as 1,2")
+    if 1 not in args.processes or not all(1 <= n <= MAX_PROCESSES for n in args.processes):
+        ap.error(
+            f"--processes must include 1 (the listing, the operations and every ratio's c1 use one "
+            f"process) and stay within 1..{MAX_PROCESSES}"
+        )
     if not 0 <= args.latency_ms <= 1000:
         ap.error("--latency-ms must be in [0, 1000]")
     if not (0 <= args.other_spaces <= 20_000 and 1 <= args.own_spaces <= 5_000):
