@@ -3,48 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 from botocore.exceptions import ClientError
 
-from .s3servers import S3Server, ceph_available, start_ceph, start_moto
+from .s3servers import S3Server, ceph_available
 
 pytestmark = pytest.mark.integration
 
 
-def require_ceph() -> None:
-    """Fail when CI lacks Ceph (CI installs it, so that is a bug); skip elsewhere."""
-    if ceph_available():
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("Ceph binaries are missing although CI=true: .ci/install-s3-servers should have run")
-    pytest.skip("Ceph (radosgw, ceph-mon, ceph-osd, ...) is not installed; run .ci/install-s3-servers")
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = start_moto(tmp_path_factory.mktemp("moto"))
-    print(f"\nmoto server started in {server.startup_seconds:.2f}s at {server.endpoint_url}")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    require_ceph()
-    server = start_ceph(tmp_path_factory.mktemp("ceph"))
-    print(f"\nCeph RGW started in {server.startup_seconds:.2f}s at {server.endpoint_url}")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["moto", "ceph"])
+@pytest.fixture(params=["moto_server", "ceph_server"])
 def s3(request: pytest.FixtureRequest) -> S3Server:
+    """Each S3 server of the session (tests/integration/conftest.py starts them once)."""
     server: S3Server = request.getfixturevalue(request.param)
     return server
 
@@ -55,7 +25,10 @@ def error_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
 
 def test_ceph_installed() -> None:
     """Ceph's binaries are on PATH (a failure under CI=true, a skip elsewhere)."""
-    require_ceph()
+    if not ceph_available():
+        if os.environ.get("CI") == "true":
+            pytest.fail("Ceph binaries are missing although CI=true: .ci/install-s3-servers should have run")
+        pytest.skip("Ceph (radosgw, ceph-mon, ceph-osd, ...) is not installed; run .ci/install-s3-servers")
 
 
 def test_put_get_content_type(s3: S3Server) -> None:
@@ -92,11 +65,11 @@ def test_list_objects_v2_prefix(s3: S3Server) -> None:
     assert [o["Key"] for o in listed["Contents"]] == ["space1/a", "space1/b"]
 
 
-def test_ceph_refuses_wrong_secret(ceph: S3Server) -> None:
+def test_ceph_refuses_wrong_secret(ceph_server: S3Server) -> None:
     """RGW checks signatures: a wrong secret gets 403 SignatureDoesNotMatch."""
-    bucket = ceph.create_bucket()
+    bucket = ceph_server.create_bucket()
     with pytest.raises(ClientError) as refused:
-        ceph.client(secret_key="not-" + ceph.secret_key).list_objects_v2(Bucket=bucket)
+        ceph_server.client(secret_key="not-" + ceph_server.secret_key).list_objects_v2(Bucket=bucket)
     assert error_of(refused) == ("SignatureDoesNotMatch", 403)
 
 
