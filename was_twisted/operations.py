@@ -146,6 +146,14 @@ class Operations:
     def legacy(self) -> bool:
         return self.authorizer.legacy
 
+    def announces_creation(self, created: bool) -> bool:
+        """Whether a space PUT that created answers as a creation (201 + Location).
+
+        The spec profile does; legacy answers 204, as the existing server's
+        clients expect.
+        """
+        return created and not self.legacy
+
     def authenticate(self, call: Call) -> Invocation:
         return authenticate(
             call.authorization,

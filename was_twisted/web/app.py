@@ -251,7 +251,7 @@ class WASApp:
             await ops.delete_space(call, space_id)
             return _empty(request)
         created, doc = await ops.put_space(call, space_id, _read_json_body(request))
-        if created and not ops.legacy:
+        if ops.announces_creation(created):
             request.setHeader(b"location", (_base_url(request) + space_url(space_id)).encode())
             return _json(request, doc, 201)
         return _empty(request)
