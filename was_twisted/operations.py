@@ -256,11 +256,14 @@ class Operations:
 
     # -- resources ---------------------------------------------------------
 
-    async def read_resource(self, call: Call, space_id: str, path: str) -> tuple[ResourceInfo, AsyncBody]:
+    async def read_resource(
+        self, call: Call, space_id: str, path: str, with_body: bool = True
+    ) -> tuple[ResourceInfo, AsyncBody]:
+        """GET (or, ``with_body=False``, HEAD) a resource: its metadata and body."""
         check_space_id(space_id)
         check_resource_path(path)
         invocation = self.authenticate(call) if not self.legacy else None
-        space, info, body = await self.storage.read_resource(space_id, path)
+        space, info, body = await self.storage.read_resource(space_id, path, with_body)
         try:
             self.authorizer.require_read(invocation or Invocation(None), space)
         except Exception:

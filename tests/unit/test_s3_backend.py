@@ -304,3 +304,14 @@ def test_timestamps_parse_both_s3_forms() -> None:
     b = _parse_timestamp("2026-11-24T03:01:29.000Z")
     assert a == b and a.tzinfo is not None
     assert _parse_timestamp("1795489289").timestamp() == 1795489289
+
+
+def test_head_fetches_no_bytes(s3: Any) -> None:
+    """A HEAD is a HeadObject beside the record's GetObject: the object's bytes are not fetched."""
+    b = backend()
+    create(b, "s1")
+    b.write_resource("s1", "/r", io.BytesIO(b"x" * 5000), "text/plain", allow)
+    b.calls.clear()
+    _, res = b.read_resource("s1", "/r", with_body=False)
+    assert res is not None and res.info.size == 5000 and res.info.content_type == "text/plain"
+    assert b.calls == {"GetObject": 1, "HeadObject": 1}

@@ -442,3 +442,15 @@ def test_put_space_refuses_record_for_another_id(backend: Backend) -> None:
         backend.put_space("s1", lambda current: space("other"))
     assert backend.get_space("s1") is None
     assert backend.get_space("other") is None
+
+
+def test_read_without_body_gives_the_same_metadata(with_space: Backend) -> None:
+    """A HEAD's read (with_body=False) reports the type, size and etag a GET would."""
+    write(with_space, "/h", b"x" * 3000, "image/png")
+    _, full = with_space.read_resource("s1", "/h")
+    _, head = with_space.read_resource("s1", "/h", with_body=False)
+    assert full is not None and head is not None
+    full.body.close()
+    head.body.close()
+    assert head.info == full.info and head.info.size == 3000 and head.info.content_type == "image/png"
+    assert with_space.read_resource("s1", "/absent", with_body=False) == (space(), None)

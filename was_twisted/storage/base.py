@@ -135,8 +135,14 @@ class Backend(Protocol):
         """The ids of the spaces whose controller is ``controller``, sorted."""
         ...
 
-    def read_resource(self, space_id: str, path: str) -> tuple[SpaceRecord | None, StoredResource | None]:
-        """The space and the open resource (each ``None`` when absent), in one call."""
+    def read_resource(
+        self, space_id: str, path: str, with_body: bool = True
+    ) -> tuple[SpaceRecord | None, StoredResource | None]:
+        """The space and the open resource (each ``None`` when absent), in one call.
+
+        ``with_body=False`` (a HEAD) lets a backend skip fetching the bytes: the
+        body it returns may then be empty, but the metadata is the real one.
+        """
         ...
 
     def write_resource(

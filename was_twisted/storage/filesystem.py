@@ -286,7 +286,9 @@ class FilesystemBackend:
 
     # -- resources -------------------------------------------------------
 
-    def read_resource(self, space_id: str, path: str) -> tuple[SpaceRecord | None, StoredResource | None]:
+    def read_resource(
+        self, space_id: str, path: str, with_body: bool = True
+    ) -> tuple[SpaceRecord | None, StoredResource | None]:
         """The space and the open ``.data`` file (each ``None`` when absent); the caller closes it.
 
         The ``.data`` is opened before the ``.meta`` is read: writers replace

@@ -83,7 +83,9 @@ class MemoryBackend:
         with self._lock:
             return sorted(r.space_id for r in self._spaces.values() if r.controller == controller)
 
-    def read_resource(self, space_id: str, path: str) -> tuple[SpaceRecord | None, StoredResource | None]:
+    def read_resource(
+        self, space_id: str, path: str, with_body: bool = True
+    ) -> tuple[SpaceRecord | None, StoredResource | None]:
         """The space and the resource as a fresh ``BytesIO`` (each ``None`` when absent)."""
         with self._lock:
             space = self._spaces.get(space_id)

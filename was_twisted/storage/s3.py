@@ -24,6 +24,7 @@ never becomes false: several servers on one bucket and prefix behave as one.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -441,11 +442,14 @@ class S3Backend:
 
     # -- resources -------------------------------------------------------------
 
-    def read_resource(self, space_id: str, path: str) -> tuple[SpaceRecord | None, StoredResource | None]:
-        """The record and the object fetched side by side: one S3 round trip of latency."""
+    def read_resource(
+        self, space_id: str, path: str, with_body: bool = True
+    ) -> tuple[SpaceRecord | None, StoredResource | None]:
+        """The record and the object (or, for a HEAD, its HeadObject) side by side: one round trip."""
         record_future = self._side.submit(self._load_space, space_id)
         try:
-            obj = self._get(self._resource_key(space_id, path))
+            key = self._resource_key(space_id, path)
+            obj = self._get(key) if with_body else self._head(key)
         except KeyTooLong:
             obj = None
         except BaseException:
@@ -459,7 +463,8 @@ class S3Backend:
             size=int(obj.get("ContentLength", 0)),
             etag=obj.get("ETag"),
         )
-        return space, StoredResource(info, cast(BinaryIO, obj["Body"]))
+        body = cast(BinaryIO, obj["Body"]) if with_body else io.BytesIO()
+        return space, StoredResource(info, body)
 
     def write_resource(
         self, space_id: str, path: str, body: BinaryIO, content_type: str, guard: Guard

@@ -95,10 +95,13 @@ class PoolRunner:
 
 
 def _read_small(
-    backend: Backend, space_id: str, path: str
+    backend: Backend, space_id: str, path: str, with_body: bool
 ) -> tuple[SpaceRecord | None, StoredResource | None]:
-    """Open a resource and, when small, read it whole in the same pool call."""
-    space, resource = backend.read_resource(space_id, path)
+    """Open a resource and, when small, read it whole in the same pool call (not for a HEAD)."""
+    space, resource = backend.read_resource(space_id, path, with_body)
+    if not with_body and resource is not None:
+        resource.body.close()
+        return space, StoredResource(resource.info, io.BytesIO())
     if (
         resource is not None
         and resource.info.size <= SMALL_BODY
@@ -175,10 +178,10 @@ class AsyncStorage:
         return await self._call(self.backend.list_spaces, controller)
 
     async def read_resource(
-        self, space_id: str, path: str
+        self, space_id: str, path: str, with_body: bool = True
     ) -> tuple[SpaceRecord | None, ResourceInfo | None, AsyncBody | None]:
-        """The space, and the resource's metadata and open body (``None`` when absent)."""
-        space, resource = await self._call(_read_small, self.backend, space_id, path)
+        """The space, and the resource's metadata and open body (``None`` when absent; empty for a HEAD)."""
+        space, resource = await self._call(_read_small, self.backend, space_id, path, with_body)
         if resource is None:
             return space, None, None
         return space, resource.info, AsyncBody(resource.body, self._run)

@@ -264,7 +264,7 @@ class WASApp:
                 listing = await ops.list_container(call, space_id, path)
                 if listing is not None:
                     return _json(request, listing)
-            info, body = await ops.read_resource(call, space_id, path)
+            info, body = await ops.read_resource(call, space_id, path, with_body=method == "GET")
             request.setHeader(b"content-type", info.content_type.encode("latin-1"))
             request.setHeader(b"content-length", b"%d" % info.size)
             if info.etag:
