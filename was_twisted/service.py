@@ -107,6 +107,18 @@ class ReindexService(Service):
         )
 
 
+log = Logger("was_twisted.service")
+
+
+def _where(settings: Settings) -> str:
+    """Where the data lives, for the start-up line an operator reads first."""
+    if settings.backend == "s3":
+        return f"s3://{settings.bucket}/{settings.prefix}"
+    if settings.backend == "filesystem":
+        return os.path.abspath(settings.root_dir)
+    return "in memory, gone at exit"
+
+
 def build_service(settings: Settings, reactor: Any, endpoints: list[str]) -> MultiService:
     """The whole server as a ``MultiService``; raises ``ConfigError`` for unusable settings."""
     shared = [e for e in endpoints if e.split(":", 1)[0] == "reuseport"]
@@ -125,6 +137,13 @@ def build_service(settings: Settings, reactor: Any, endpoints: list[str]) -> Mul
         storage = AsyncStorage(backend, PoolRunner(reactor, pool.pool, settings.max_backlog))
         if settings.backend == "s3":
             ReindexService(backend, reactor, pool.pool).setServiceParent(top)
+    log.info(
+        "was: {profile} profile, {backend} storage ({where}), listening on {endpoints}",
+        profile=settings.profile,
+        backend=settings.backend,
+        where=_where(settings),
+        endpoints=", ".join(endpoints),
+    )
     api = WASApp(Operations(storage, settings, reactor), settings.backend)
     site = WASSite(api.resource(), settings.access_log, settings.max_upload)
     for description in endpoints:
