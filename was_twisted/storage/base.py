@@ -13,9 +13,10 @@ also returns the record to write).  The backend never decides who may act.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
+from urllib.parse import quote
 
 #: Called with the stored space (``None`` when absent) before a write; raises to refuse.
 Guard = Callable[["SpaceRecord | None"], None]
@@ -25,6 +26,34 @@ Builder = Callable[["SpaceRecord | None"], "SpaceRecord"]
 
 #: Content type stored when a write does not say.
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+#: Kinds of records kept beside a space's resources (never inside ``resources/``).
+RECORD_KINDS = ("policies", "revocations")
+
+#: What a record's file or key name ends with (after ``quote(name, safe="")``).
+RECORD_SUFFIX = ".json"
+
+
+def check_record(kind: str, name: str | None = None) -> None:
+    """Refuse an unknown kind or an empty name: a caller's bug, so ``ValueError``, never a 4xx."""
+    if kind not in RECORD_KINDS:
+        raise ValueError(f"unknown record kind {kind!r}; expected one of {RECORD_KINDS}")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(f"record name must be a non-empty string, not {name!r}")
+
+
+def record_stem(name: str) -> str:
+    """A record's file or key name before ``RECORD_SUFFIX``: ``quote(name, safe="")``, and more.
+
+    A leading ``.`` or ``_`` is escaped too (``%2E``, ``%5F``), so no record is
+    ever named like a dot-file (temp files, tombstones) or like a space's own
+    ``_meta.json``.  Real names (``/...``, ``urn:...``) are untouched by this,
+    and ``unquote`` still recovers every name.
+    """
+    stem = quote(name, safe="")
+    if stem[:1] in (".", "_"):
+        stem = f"%{ord(stem[0]):02X}" + stem[1:]
+    return stem
 
 
 @dataclass(frozen=True)
@@ -128,7 +157,11 @@ class Backend(Protocol):
         ...
 
     def delete_space(self, space_id: str, guard: Guard) -> bool:
-        """Delete a space and all its resources after ``guard(current)``; True if it existed."""
+        """Delete a space, its resources and its records after ``guard(current)``; True if it existed.
+
+        Order: resources, then records, then the space record itself, so a
+        crash part-way leaves a space that still exists and can be deleted again.
+        """
         ...
 
     def list_spaces(self, controller: str) -> list[str]:
@@ -166,6 +199,39 @@ class Backend(Protocol):
         """Resources whose path starts with ``prefix``, sorted by path, after ``guard(space)``.
 
         ``content_type`` is empty where the store cannot list it cheaply (S3).
+        """
+        ...
+
+    # Records beside a space (policies, zCap revocations): small documents keyed by name.
+    # ``name`` is any non-empty string (an anchor path, a capability id); ``kind`` is one of
+    # ``RECORD_KINDS`` (``ValueError`` otherwise).  ``delete_space`` removes them after the
+    # resources and before the space record, so an interrupted delete never leaves resources
+    # without the policies and revocations that governed them.
+
+    def get_records(self, space_id: str, kind: str, names: Sequence[str]) -> dict[str, bytes]:
+        """The records of ``kind`` among ``names`` that exist (absent ones left out); {} if no such space.
+
+        No guard: authorization reads these to decide, so they cannot be guarded by it.
+        """
+        ...
+
+    def put_record(self, space_id: str, kind: str, name: str, data: bytes, guard: Guard) -> bool:
+        """Store one record after ``guard(space)``; True if it did not exist before.
+
+        Raises ``SpaceMissing`` if the space is absent and the guard allowed it,
+        ``KeyTooLong`` if the name does not fit the store.  A reader sees the
+        old bytes or the new ones, never a mix.
+        """
+        ...
+
+    def delete_record(self, space_id: str, kind: str, name: str, guard: Guard) -> bool:
+        """Delete one record after ``guard(space)``; False if it certainly did not exist (S3: True)."""
+        ...
+
+    def list_records(self, space_id: str, kind: str, guard: Guard) -> list[tuple[str, bytes]]:
+        """Every record of ``kind``, sorted by name, after ``guard(space)``; [] if the space is absent.
+
+        Meant for some thousands of records at most: they come back whole, in memory.
         """
         ...
 

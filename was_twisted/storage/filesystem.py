@@ -9,6 +9,13 @@ A data directory the existing server wrote serves unchanged, and vice versa::
 ``quote`` is ``urllib.parse.quote(path, safe="")`` of the path *with* its
 leading slash, so ``/notes/a.txt`` is ``%2Fnotes%2Fa.txt.data``.
 
+Beside ``resources/``, ours only (the existing server never looks there)::
+
+    {root}/spaces/{space_id}/policies/{quote(name)}.json       one policy document
+    {root}/spaces/{space_id}/revocations/{quote(name)}.json    one zCap revocation
+
+(``base.record_stem``: also escapes a leading ``.`` or ``_``.)
+
 Every file is written whole to a ``.tmp-*`` file in the same directory,
 fsynced and renamed into place, so readers and crashes see an old file or a
 new one, never part of one.  Names starting with ``.`` are never a space or
@@ -28,12 +35,13 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO, TYPE_CHECKING, BinaryIO
 from urllib.parse import quote, unquote
 
 from was_twisted.storage.base import (
     DEFAULT_CONTENT_TYPE,
+    RECORD_SUFFIX,
     Backend,
     Builder,
     Guard,
@@ -43,6 +51,8 @@ from was_twisted.storage.base import (
     SpaceRecord,
     StorageError,
     StoredResource,
+    check_record,
+    record_stem,
 )
 
 __all__ = ["FilesystemBackend"]
@@ -71,6 +81,24 @@ def _resource_stem(path: str) -> str:
     if not path.startswith("/"):
         raise ValueError(f"resource path must start with '/': {path!r}")
     return quote(path, safe="")
+
+
+def _record_file(name: str) -> str:
+    """A record's file name (see ``record_stem``: never a dot-file, so never taken for a temp file)."""
+    return record_stem(name) + RECORD_SUFFIX
+
+
+def _read_record(path: str) -> bytes | None:
+    """A record file's bytes, or ``None`` when it (or its space) is gone."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            return None
+        raise StorageError(f"cannot read {path}: {e}") from e
 
 
 def _etag(st: os.stat_result) -> str:
@@ -175,6 +203,10 @@ class FilesystemBackend:
     def _resources_dir(self, space_id: str) -> str:
         return os.path.join(self._space_dir(space_id), "resources")
 
+    def _records_dir(self, space_id: str, kind: str) -> str:
+        check_record(kind)
+        return os.path.join(self._space_dir(space_id), kind)
+
     def _load_space(self, space_id: str) -> SpaceRecord | None:
         """Read ``_meta.json``; ``None`` if absent, ``StorageError`` if present but unreadable."""
         if not _fits(space_id):
@@ -237,12 +269,14 @@ class FilesystemBackend:
             return current is None, record
 
     def delete_space(self, space_id: str, guard: Guard) -> bool:
-        """Delete a space and its resources after ``guard(current)``; True if it existed.
+        """Delete a space, its resources and its records after ``guard(current)``; True if it existed.
 
         The directory is first renamed to ``spaces/.deleting-*`` so the space
         vanishes in one step (a concurrent writer's rename then fails or lands
         in the tombstone), and only then removed; a crash mid-removal leaves a
-        dot-directory that nothing reads.
+        dot-directory that nothing reads.  Resources, policies, revocations and
+        ``_meta.json`` go in that one rename, so no order of removal can ever
+        show resources without their records.
         """
         space_dir = self._space_dir(space_id)
         locks = self._space_locks(space_id)
@@ -439,6 +473,103 @@ class FilesystemBackend:
                     continue  # deleted while we listed
                 content_type = _read_content_type(os.path.join(res_dir, stem + _META_SUFFIX))
             found.append((path, ResourceInfo(content_type, st.st_size, _etag(st))))
+        found.sort(key=lambda item: item[0])
+        return found
+
+    # -- records ---------------------------------------------------------
+
+    def get_records(self, space_id: str, kind: str, names: Sequence[str]) -> dict[str, bytes]:
+        """The named records that exist; {} if the space is absent.  No guard, no lock: files are whole."""
+        rec_dir = self._records_dir(space_id, kind)
+        for name in names:
+            check_record(kind, name)
+        if self._load_space(space_id) is None:
+            return {}
+        found: dict[str, bytes] = {}
+        for name in names:
+            file_name = _record_file(name)
+            if name in found or not _fits(file_name):
+                continue
+            data = _read_record(os.path.join(rec_dir, file_name))
+            if data is not None:
+                found[name] = data
+        return found
+
+    def put_record(self, space_id: str, kind: str, name: str, data: bytes, guard: Guard) -> bool:
+        """Replace one record file atomically after ``guard(space)``; True if it is new."""
+        rec_dir = self._records_dir(space_id, kind)
+        check_record(kind, name)
+        file_name = _record_file(name)
+        locks = self._space_locks(space_id)
+        with locks.write:
+            space = self._load_space(space_id)
+            guard(space)
+            if space is None:
+                raise SpaceMissing(f"space {space_id!r} does not exist")
+            if not _fits(file_name):
+                raise KeyTooLong(f"record file name is over {_NAME_MAX} bytes")
+            made = False
+            try:
+                os.mkdir(rec_dir)  # not makedirs: a space deleted meanwhile must not come back
+                made = True
+            except FileExistsError:
+                pass
+            except FileNotFoundError as e:
+                raise SpaceMissing(f"space {space_id!r} was deleted") from e
+            target = os.path.join(rec_dir, file_name)
+            created = not os.path.lexists(target)
+            try:
+                self._replace_atomically(target, bytes(data))
+            except FileNotFoundError as e:
+                raise SpaceMissing(f"space {space_id!r} was deleted") from e
+            except OSError as e:
+                if e.errno == errno.ENAMETOOLONG:
+                    raise KeyTooLong(str(e)) from e
+                raise
+            _fsync_dir(rec_dir)
+            if made:
+                _fsync_dir(os.path.dirname(rec_dir))
+            return created
+
+    def delete_record(self, space_id: str, kind: str, name: str, guard: Guard) -> bool:
+        """Unlink one record file after ``guard(space)``; True if it existed."""
+        rec_dir = self._records_dir(space_id, kind)
+        check_record(kind, name)
+        file_name = _record_file(name)
+        locks = self._space_locks(space_id)
+        with locks.write:
+            space = self._load_space(space_id)
+            guard(space)
+            if space is None or not _fits(file_name):
+                return False
+            try:
+                os.unlink(os.path.join(rec_dir, file_name))
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            _fsync_dir(rec_dir)
+            return True
+
+    def list_records(self, space_id: str, kind: str, guard: Guard) -> list[tuple[str, bytes]]:
+        """Every record of ``kind``, sorted by name, after ``guard``; temp and foreign files skipped."""
+        rec_dir = self._records_dir(space_id, kind)
+        space = self._load_space(space_id)
+        guard(space)
+        if space is None:
+            return []
+        try:
+            entries = list(os.scandir(rec_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        found: list[tuple[str, bytes]] = []
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.name.endswith(RECORD_SUFFIX):
+                continue
+            name = unquote(entry.name[: -len(RECORD_SUFFIX)])
+            if not name or _record_file(name) != entry.name:
+                continue  # not a name we would have written: get_records could never find it
+            data = _read_record(entry.path)
+            if data is not None:
+                found.append((name, data))
         found.sort(key=lambda item: item[0])
         return found
 

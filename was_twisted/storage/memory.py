@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -16,6 +17,7 @@ from was_twisted.storage.base import (
     SpaceMissing,
     SpaceRecord,
     StoredResource,
+    check_record,
 )
 
 __all__ = ["MemoryBackend"]
@@ -44,6 +46,8 @@ class MemoryBackend:
         self._lock = threading.Lock()
         self._spaces: dict[str, SpaceRecord] = {}
         self._resources: dict[str, dict[str, _Resource]] = {}
+        #: space id -> kind -> name -> bytes (bytes are immutable, so readers need no copy).
+        self._records: dict[str, dict[str, dict[str, bytes]]] = {}
         self._generation = 0
 
     def _next_etag(self) -> str:
@@ -76,6 +80,7 @@ class MemoryBackend:
                 return False
             del self._spaces[space_id]
             self._resources.pop(space_id, None)
+            self._records.pop(space_id, None)
             return True
 
     def list_spaces(self, controller: str) -> list[str]:
@@ -129,6 +134,54 @@ class MemoryBackend:
             items = [(p, r) for p, r in self._resources.get(space_id, {}).items() if p.startswith(prefix)]
         items.sort(key=lambda item: item[0])
         return [(p, ResourceInfo(r.content_type, len(r.data), r.etag)) for p, r in items]
+
+    # -- records -------------------------------------------------------------------
+
+    def get_records(self, space_id: str, kind: str, names: Sequence[str]) -> dict[str, bytes]:
+        """The named records that exist; {} if the space is absent.  No guard."""
+        check_record(kind)
+        for name in names:
+            check_record(kind, name)
+        with self._lock:
+            if space_id not in self._spaces:
+                return {}
+            stored = self._records.get(space_id, {}).get(kind, {})
+            return {name: stored[name] for name in names if name in stored}
+
+    def put_record(self, space_id: str, kind: str, name: str, data: bytes, guard: Guard) -> bool:
+        """Store a record after ``guard(space)``; True if it is new."""
+        check_record(kind, name)
+        with self._lock:
+            space = self._spaces.get(space_id)
+            guard(space)
+            if space is None:
+                raise SpaceMissing(f"space {space_id!r} does not exist")
+            stored = self._records.setdefault(space_id, {}).setdefault(kind, {})
+            created = name not in stored
+            stored[name] = bytes(data)
+            return created
+
+    def delete_record(self, space_id: str, kind: str, name: str, guard: Guard) -> bool:
+        """Delete a record after ``guard(space)``; True if it existed."""
+        check_record(kind, name)
+        with self._lock:
+            space = self._spaces.get(space_id)
+            guard(space)
+            if space is None:
+                return False
+            return self._records.get(space_id, {}).get(kind, {}).pop(name, None) is not None
+
+    def list_records(self, space_id: str, kind: str, guard: Guard) -> list[tuple[str, bytes]]:
+        """Every record of ``kind``, sorted by name, after ``guard(space)``; [] if the space is absent."""
+        check_record(kind)
+        with self._lock:
+            space = self._spaces.get(space_id)
+            guard(space)
+            if space is None:
+                return []
+            items = list(self._records.get(space_id, {}).get(kind, {}).items())
+        items.sort(key=lambda item: item[0])
+        return items
 
     def close(self) -> None:
         """Nothing to release."""

@@ -9,8 +9,14 @@ the existing server::
 
 and beside it, ours only::
 
+    {prefix}spaces/{space_id}/policies/{quote(name, safe="")}.json     one policy document
+    {prefix}spaces/{space_id}/revocations/{quote(name, safe="")}.json  one zCap revocation
     {prefix}controllers/{quote(controller, safe="")}/{space_id}  empty: "controller has space"
     {prefix}controllers/.indexed                               the index is complete
+
+(``base.record_stem`` also escapes a leading ``.`` or ``_``, so no record
+key ends in ``/_meta.json``.)  The existing server lists a space's whole
+prefix to delete it, so it deletes our records too.
 
 The index makes "list my spaces" one LIST request per 1,000 spaces.  It is
 written before the space record on create and transfer, and the old entry
@@ -29,7 +35,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -44,6 +50,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from .base import (
     DEFAULT_CONTENT_TYPE,
+    RECORD_KINDS,
+    RECORD_SUFFIX,
     Builder,
     Guard,
     KeyTooLong,
@@ -53,6 +61,8 @@ from .base import (
     StorageBusy,
     StorageError,
     StoredResource,
+    check_record,
+    record_stem,
 )
 
 T = TypeVar("T")
@@ -171,6 +181,29 @@ class S3Backend:
         if len(key.encode("utf-8")) > MAX_KEY_BYTES:
             raise KeyTooLong(f"key of {len(key.encode('utf-8'))} bytes")
         return key
+
+    def _records_prefix(self, space_id: str, kind: str) -> str:
+        check_record(kind)
+        return self._space_prefix(space_id) + kind + "/"
+
+    def _record_key(self, space_id: str, kind: str, name: str) -> str:
+        check_record(kind, name)
+        key = self._records_prefix(space_id, kind) + record_stem(name) + RECORD_SUFFIX
+        if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+            raise KeyTooLong(f"key of {len(key.encode('utf-8'))} bytes")
+        return key
+
+    def _delete_rank(self, space_id: str, key: str) -> int:
+        """Where a key of the space falls in a delete: resources, anything else, records, the space record."""
+        rest = key[len(self._space_prefix(space_id)) :]
+        top, slash, _ = rest.partition("/")
+        if not slash:
+            return len(RECORD_KINDS) + 2 if rest == "_meta.json" else 1
+        if top == "resources":
+            return 0
+        if top in RECORD_KINDS:
+            return 2 + RECORD_KINDS.index(top)
+        return 1
 
     def _index_prefix(self, controller: str) -> str:
         return f"{self.prefix}controllers/{quote(controller, safe='')}/"
@@ -364,23 +397,41 @@ class S3Backend:
             self._delete_keys([self._index_key(controller, space_id)])
 
     def delete_space(self, space_id: str, guard: Guard) -> bool:
-        """Resources first, then the record and index entry: a crash leaves a space to delete again."""
+        """Resources, then policies, then revocations, then the record and index entry.
+
+        Each group's DeleteObjects calls finish before the next group's begin,
+        so a crash leaves a space that still exists, to delete again, and
+        never resources whose policies or revocations are already gone.
+        """
         current, _ = self._load_space(space_id)
         guard(current)
         if current is None:
             return False
         meta_key = self._meta_key(space_id)
-        for page in self._list(self._space_prefix(space_id)):
-            keys = [o["Key"] for o in page.get("Contents", []) if o["Key"] != meta_key]
+        # Resources may be millions: delete them page by page, never all in memory.
+        for page in self._list(self._resources_prefix(space_id)):
+            keys = [o["Key"] for o in page.get("Contents", [])]
             if keys:
                 self._delete_keys(keys)
+        # What is left is small: records, keys we do not know, and writes that raced the pass above.
+        self._delete_in_order(space_id, (k for k in self._space_keys(space_id) if k != meta_key))
         self._delete_keys([meta_key, self._index_key(current.controller, space_id)])
         # A write that raced the listing would be orphaned under a later space of this id.
-        for page in self._list(self._space_prefix(space_id)):
-            stragglers = [o["Key"] for o in page.get("Contents", [])]
-            if stragglers:
-                self._delete_keys(stragglers)
+        self._delete_in_order(space_id, self._space_keys(space_id))
         return True
+
+    def _space_keys(self, space_id: str) -> Iterator[str]:
+        for page in self._list(self._space_prefix(space_id)):
+            for obj in page.get("Contents", []):
+                yield str(obj["Key"])
+
+    def _delete_in_order(self, space_id: str, keys: Iterable[str]) -> None:
+        """Delete ``keys`` group by group in ``_delete_rank`` order; no batch mixes two groups."""
+        groups: dict[int, list[str]] = {}
+        for key in keys:
+            groups.setdefault(self._delete_rank(space_id, key), []).append(key)
+        for rank in sorted(groups):
+            self._delete_keys(groups[rank])
 
     def list_spaces(self, controller: str) -> list[str]:
         """One LIST per 1,000 spaces from the index; a scan of every space until it is complete."""
@@ -560,6 +611,111 @@ class S3Backend:
                 found.append(
                     (path, ResourceInfo(content_type="", size=int(obj["Size"]), etag=obj.get("ETag")))
                 )
+        found.sort(key=lambda item: item[0])
+        return found
+
+    # -- records ---------------------------------------------------------------
+
+    def _get_bytes(self, key: str) -> bytes | None:
+        obj = self._get(key)
+        if obj is None:
+            return None
+        with obj["Body"] as body:
+            return cast(bytes, body.read())
+
+    def get_records(self, space_id: str, kind: str, names: Sequence[str]) -> dict[str, bytes]:
+        """HEAD the space record and GET every named record, all side by side: one round trip.
+
+        A name too long for a key cannot have been stored, so it is absent.
+        """
+        check_record(kind)
+        wanted: dict[str, str] = {}
+        for name in names:
+            try:
+                wanted.setdefault(name, self._record_key(space_id, kind, name))
+            except KeyTooLong:
+                continue
+        if not wanted:
+            self._space_prefix(space_id)  # still refuse an unsafe id
+            return {}
+        exists = self._side.submit(self._head, self._meta_key(space_id))
+        fetched = [(name, self._side.submit(self._get_bytes, key)) for name, key in wanted.items()]
+        # Wait for every call before raising, so none outlives this one.
+        results: dict[str, bytes] = {}
+        failure: BaseException | None = None
+        for name, future in fetched:
+            try:
+                data = future.result()
+            except BaseException as exc:  # re-raised below, once the others are done
+                failure = failure or exc
+                continue
+            if data is not None:
+                results[name] = data
+        if exists.result() is None:
+            return {}
+        if failure is not None:
+            raise failure
+        return results
+
+    def put_record(self, space_id: str, kind: str, name: str, data: bytes, guard: Guard) -> bool:
+        """GET the space, PUT with ``IfNoneMatch='*'`` (again unconditionally if it exists), HEAD the space.
+
+        The last HEAD closes a race with ``delete_space``: a record written
+        after its final listing would outlive the space and apply to a later
+        space of the same id, so it is taken back and the write fails.
+        """
+        check_record(kind, name)
+        current, _ = self._load_space(space_id)
+        guard(current)
+        if current is None:
+            raise SpaceMissing(space_id)
+        key = self._record_key(space_id, kind, name)
+        try:
+            self._put(key, data, "application/json", IfNoneMatch="*")
+            created = True
+        except _Conflict:
+            self._put(key, data, "application/json")
+            created = False
+        if self._head(self._meta_key(space_id)) is None:
+            self._delete_keys([key])
+            raise SpaceMissing(f"space {space_id!r} was deleted")
+        return created
+
+    def delete_record(self, space_id: str, kind: str, name: str, guard: Guard) -> bool:
+        """GET the space, then DeleteObject.  S3 does not say whether the key existed: True."""
+        check_record(kind, name)
+        current, _ = self._load_space(space_id)
+        guard(current)
+        if current is None:
+            return False
+        try:
+            key = self._record_key(space_id, kind, name)
+        except KeyTooLong:
+            return False
+        try:
+            self._s3(self.client.delete_object, Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            raise StorageError(f"DeleteObject {key}: {exc}") from exc
+        return True
+
+    def list_records(self, space_id: str, kind: str, guard: Guard) -> list[tuple[str, bytes]]:
+        """GET the space, LIST the kind's prefix, then GET every record side by side."""
+        root = self._records_prefix(space_id, kind)
+        current, _ = self._load_space(space_id)
+        guard(current)
+        if current is None:
+            return []
+        keys: list[tuple[str, str]] = []
+        for page in self._list(root):
+            for obj in page.get("Contents", []):
+                rest = str(obj["Key"])[len(root) :]
+                if not rest.endswith(RECORD_SUFFIX) or "/" in rest:
+                    continue
+                name = unquote(rest[: -len(RECORD_SUFFIX)])
+                if name and record_stem(name) + RECORD_SUFFIX == rest:
+                    keys.append((name, str(obj["Key"])))
+        datas = list(self._side.map(self._get_bytes, [key for _, key in keys]))
+        found = [(name, data) for (name, _), data in zip(keys, datas, strict=True) if data is not None]
         found.sort(key=lambda item: item[0])
         return found
 

@@ -10,7 +10,7 @@ in flight and sheds load with ``Unavailable`` past a limit.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO, Protocol, TypeVar
 
 from twisted.application.service import Service
@@ -94,11 +94,25 @@ class PoolRunner:
         return d
 
 
+#: Called after a read with the space found; raises to refuse (the body is then closed).
+ReadGuard = Callable[["SpaceRecord | None"], None]
+
+
 def _read_small(
-    backend: Backend, space_id: str, path: str, with_body: bool
+    backend: Backend, space_id: str, path: str, with_body: bool, guard: ReadGuard | None = None
 ) -> tuple[SpaceRecord | None, StoredResource | None]:
-    """Open a resource and, when small, read it whole in the same pool call (not for a HEAD)."""
+    """Open a resource and, when small, read it whole in the same pool call (not for a HEAD).
+
+    ``guard`` decides, in the same call, whether the reader may have it.
+    """
     space, resource = backend.read_resource(space_id, path, with_body)
+    if guard is not None:
+        try:
+            guard(space)
+        except BaseException:
+            if resource is not None:
+                resource.body.close()
+            raise
     if not with_body and resource is not None:
         resource.body.close()
         return space, StoredResource(resource.info, io.BytesIO())
@@ -177,11 +191,15 @@ class AsyncStorage:
     async def list_spaces(self, controller: str) -> list[str]:
         return await self._call(self.backend.list_spaces, controller)
 
+    async def run(self, f: Callable[..., T], *args: Any) -> T:
+        """Run a composite of backend calls (lookups, then an action) as one call: one pool hop."""
+        return await self._call(f, *args)
+
     async def read_resource(
-        self, space_id: str, path: str, with_body: bool = True
+        self, space_id: str, path: str, with_body: bool = True, guard: ReadGuard | None = None
     ) -> tuple[SpaceRecord | None, ResourceInfo | None, AsyncBody | None]:
         """The space, and the resource's metadata and open body (``None`` when absent; empty for a HEAD)."""
-        space, resource = await self._call(_read_small, self.backend, space_id, path, with_body)
+        space, resource = await self._call(_read_small, self.backend, space_id, path, with_body, guard)
         if resource is None:
             return space, None, None
         return space, resource.info, AsyncBody(resource.body, self._run)
@@ -198,3 +216,15 @@ class AsyncStorage:
         self, space_id: str, prefix: str, guard: Guard
     ) -> list[tuple[str, ResourceInfo]]:
         return await self._call(self.backend.list_resources, space_id, prefix, guard)
+
+    async def get_records(self, space_id: str, kind: str, names: Sequence[str]) -> dict[str, bytes]:
+        return await self._call(self.backend.get_records, space_id, kind, list(names))
+
+    async def put_record(self, space_id: str, kind: str, name: str, data: bytes, guard: Guard) -> bool:
+        return await self._call(self.backend.put_record, space_id, kind, name, data, guard)
+
+    async def delete_record(self, space_id: str, kind: str, name: str, guard: Guard) -> bool:
+        return await self._call(self.backend.delete_record, space_id, kind, name, guard)
+
+    async def list_records(self, space_id: str, kind: str, guard: Guard) -> list[tuple[str, bytes]]:
+        return await self._call(self.backend.list_records, space_id, kind, guard)
