@@ -10,12 +10,19 @@ setup(
     long_description_content_type="text/x-rst",
     python_requires=">=3.11",
     packages=[*find_packages(include=["was_twisted", "was_twisted.*"]), "twisted.plugins"],
-    package_data={"twisted.plugins": ["was_plugin.py"]},
+    package_data={
+        "twisted.plugins": ["was_plugin.py"],
+        # JSON-LD contexts for offline zCap verification (see was_twisted/auth/contexts/README.md)
+        "was_twisted.auth": ["contexts/*.jsonld", "contexts/LICENSE", "contexts/README.md"],
+    },
     install_requires=[
         "twisted>=24.7",
         "klein>=24.8",
         "cryptography>=42",
         "base58>=2.1",
+        "pyld>=2.0.3",
+        "http-message-signatures>=3.0",
+        "http-sf>=1.4",
     ],
     extras_require={
         "s3": ["boto3>=1.35.50"],  # IfNoneMatch / IfMatch on PutObject
