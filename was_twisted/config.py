@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-_]{1,253}[a-z0-9]")
 BACKENDS = ("filesystem", "memory", "s3")
@@ -35,6 +36,9 @@ class Settings:
     max_backlog: int = 256
     access_log: bool = True
     max_upload: int = 1 << 30
+    #: The origin clients reach us at (``https://storage.example.com``); ``""``: from each request.
+    public_url: str = ""
+    require_digest: bool = False
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -68,6 +72,26 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be on or off, not {env.get(name)!r}.")
 
 
+def _public_url(env: Mapping[str, str]) -> str:
+    """``WAS_PUBLIC_URL``: an origin only (scheme and host, optional port), no trailing slash."""
+    raw = env.get("WAS_PUBLIC_URL", "").strip()
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+    ):
+        raise ConfigError(
+            f"WAS_PUBLIC_URL must be an origin such as https://storage.example.com, not {raw!r}."
+        )
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
 def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate ``WAS_*`` variables (the existing server's names where it has them)."""
     env = os.environ if env is None else env
@@ -96,4 +120,6 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_backlog=_int(env, "WAS_MAX_BACKLOG", 256, 1, 100_000),
         access_log=_flag(env, "WAS_ACCESS_LOG", True),
         max_upload=_int(env, "WAS_MAX_UPLOAD_BYTES", 1 << 30, 0, 5 * (1 << 40)),
+        public_url=_public_url(env),
+        require_digest=_flag(env, "WAS_REQUIRE_DIGEST", False),
     )

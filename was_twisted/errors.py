@@ -44,12 +44,20 @@ class InvalidAuthorization(WASError):
     """The Authorization header is malformed, expired or does not verify."""
 
 
+class InvalidDigest(WASError):
+    """The body does not match its ``Digest`` / ``Content-Digest``, or a required one is missing."""
+
+
 class Forbidden(WASError):
     """Legacy profile only: a valid signature by a DID that is not the controller."""
 
 
 class SpaceExists(WASError):
     """A create-only request met a space that already exists."""
+
+
+class ReservedId(WASError):
+    """The path names one of the spec's reserved segments for a method it does not have there."""
 
 
 class Unavailable(WASError):

@@ -144,7 +144,14 @@ def build_service(settings: Settings, reactor: Any, endpoints: list[str]) -> Mul
         where=_where(settings),
         endpoints=", ".join(endpoints),
     )
-    api = WASApp(Operations(storage, settings, reactor), settings.backend)
+    # Delegation chains not yet cached are canonicalized (pyld, milliseconds) off the reactor.
+    zcap_pool = PoolService("was-zcap", 2)
+    zcap_pool.setServiceParent(top)
+    verify_runner = PoolRunner(reactor, zcap_pool.pool, settings.max_backlog)
+    if not settings.public_url:
+        log.info("was: WAS_PUBLIC_URL is not set; capability targets use each request's Host and scheme")
+    operations = Operations(storage, settings, reactor, verify_runner=verify_runner)
+    api = WASApp(operations, settings.backend)
     site = WASSite(api.resource(), settings.access_log, settings.max_upload)
     for description in endpoints:
         listener = strports.service(description, site, reactor=reactor)

@@ -56,6 +56,7 @@ async def test_create_space_spec_answers_201_with_location(api: Api, alice: Ed25
         "controller": alice.controller,
         "name": "n",
         "createdBy": alice.controller,
+        "linkset": f"{path}/linkset",
     }
     # An update answers 204.
     r = await api.http.put(BASE + path, data=body, headers=sign(alice, "PUT", path))

@@ -1,121 +1,115 @@
-"""Who asks, and may they?  The one entry point operations use for authorization.
+"""Access-control policy documents (the spec's #access-control-policies).
 
-``authenticate`` turns an Authorization header into an ``Invocation`` (or
-raises ``InvalidAuthorization``); an ``Authorizer`` decides, for one of the
-two profiles, whether that invocation may act on a space, and raises the
-error the profile prescribes when not:
+A policy is a JSON object with a ``type``; it sits at ``/policy`` of the
+space, of a container (``/space/S/c/policy``) or of a resource
+(``/space/S/c/r/policy``).  Policies only widen access, and only for reads:
+``PublicCanRead`` lets anyone GET or HEAD, unsigned included; any other
+type grants nothing (fail closed).  The most specific policy that exists
+decides: resource, then container, then space.
 
-- ``spec``: private by default; any shortfall on a target answers exactly as
-  an absent target does (``NotFound``), so nothing leaks.
-- ``legacy``: the existing server's behaviour, for migrating operators:
-  unsigned resource reads are public, no signature is 401, a valid signature
-  by another DID is 403.
+Policies are stored under an *anchor*: ``/`` for the space, ``/c`` for a
+container, ``/c/r`` for a resource.  An anchor governs itself and
+everything under it, so a resource deeper than the spec's two levels falls
+under the nearest anchor above it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
 from dataclasses import dataclass
 
-from ..errors import ControllerMismatch, Forbidden, InvalidAuthorization, MissingAuthorization, NotFound
-from ..storage.base import SpaceRecord
-from .signatures import SignatureError, verify_authorization
+from ..errors import InvalidRequestBody
+
+PUBLIC_CAN_READ = "PublicCanRead"
+SPACE_ANCHOR = "/"
+#: Anchors are at most this deep: ``/c/r/policy`` is the deepest policy address.
+MAX_ANCHOR_DEPTH = 2
+MAX_POLICY_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
-class Invocation:
-    """A request's verified signer (``None`` when it carried no Authorization)."""
+class Policy:
+    """A stored policy: its anchor and the document as the controller wrote it."""
 
-    signer: str | None
+    anchor: str
+    document: dict[str, object]
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        kind = self.document.get("type")
+        if isinstance(kind, str):
+            return (kind,)
+        if isinstance(kind, list):
+            return tuple(k for k in kind if isinstance(k, str))
+        return ()
+
+    def grants_read(self) -> bool:
+        """Only ``PublicCanRead`` grants anything, and only reads."""
+        return PUBLIC_CAN_READ in self.types
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.document, separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, anchor: str, raw: bytes) -> Policy:
+        """A stored policy; an unreadable one is kept as one that grants nothing."""
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            doc = {}
+        return cls(anchor, doc if isinstance(doc, dict) else {})
 
 
-ANONYMOUS = Invocation(signer=None)
-
-
-def authenticate(
-    authorization: str | None,
-    *,
-    method: str,
-    targets: Sequence[str],
-    headers: Mapping[str, str],
-    now: float,
-    max_lifetime: int,
-    skew: int,
-) -> Invocation:
-    """Verify the Authorization header, if any; a bad one is refused whatever the target."""
-    if not authorization:
-        return ANONYMOUS
+def parse_policy(anchor: str, body: bytes) -> Policy:
+    """Validate a policy document sent by a controller: a JSON object with a string ``type``."""
+    if len(body) > MAX_POLICY_BYTES:
+        raise InvalidRequestBody(f"A policy is at most {MAX_POLICY_BYTES} bytes.")
     try:
-        verified = verify_authorization(
-            authorization,
-            method=method,
-            targets=targets,
-            now=now,
-            headers=headers,
-            max_lifetime=max_lifetime,
-            skew=skew,
-        )
-    except SignatureError as exc:
-        raise InvalidAuthorization(str(exc)) from exc
-    return Invocation(signer=verified.signer)
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidRequestBody("A policy must be a JSON object.") from None
+    if not isinstance(doc, dict):
+        raise InvalidRequestBody("A policy must be a JSON object.")
+    kind = doc.get("type")
+    valid = (
+        isinstance(kind, str)
+        and kind
+        or (isinstance(kind, list) and kind and all(isinstance(k, str) and k for k in kind))
+    )
+    if not valid:
+        raise InvalidRequestBody("A policy needs a 'type': a string or a list of strings.", pointer="#/type")
+    return Policy(anchor, doc)
 
 
-_NOT_FOUND = "Resource not found or insufficient authorization."
+def policy_anchor(path: str) -> str | None:
+    """The anchor a path ending in ``/policy`` addresses, or ``None`` if it is a plain resource.
+
+    ``/policy`` -> ``/`` (the space), ``/c/policy`` -> ``/c``, ``/c/r/policy``
+    -> ``/c/r``; deeper ``policy`` names stay resources.
+    """
+    segments = path[1:].split("/")
+    if segments[-1] != "policy" or len(segments) > MAX_ANCHOR_DEPTH + 1:
+        return None
+    parent = segments[:-1]
+    return "/" + "/".join(parent) if parent else SPACE_ANCHOR
 
 
-class Authorizer:
-    """Authorization decisions for one profile; pure, so they can run in a pool thread as guards."""
+def anchors_for(path: str) -> list[str]:
+    """Anchors whose policy may govern ``path``, most specific first (the space last).
 
-    def __init__(self, profile: str) -> None:
-        self.legacy = profile == "legacy"
+    ``path`` is a resource path (``/c/r``), a container (``/c/``) or ``/``
+    for the space itself.
+    """
+    segments = [s for s in path[1:].split("/") if s][:MAX_ANCHOR_DEPTH]
+    found = ["/" + "/".join(segments[:n]) for n in range(len(segments), 0, -1)]
+    found.append(SPACE_ANCHOR)
+    return found
 
-    def require_controller(self, invocation: Invocation, space: SpaceRecord | None) -> None:
-        """Only the stored controller may act on an existing space."""
-        if self.legacy:
-            if invocation.signer is None:
-                raise MissingAuthorization("This request must be signed.")
-            if space is None:
-                raise NotFound(_NOT_FOUND)
-            if invocation.signer != space.controller:
-                raise Forbidden("The signer is not the controller of this space.")
-            return
-        if space is None or invocation.signer is None or invocation.signer != space.controller:
-            raise NotFound(_NOT_FOUND)
 
-    def require_read(self, invocation: Invocation, space: SpaceRecord | None) -> None:
-        """Resource reads: the controller's, or anyone's in the legacy profile."""
-        if self.legacy:
-            if space is None:
-                raise NotFound(_NOT_FOUND)
-            return
-        self.require_controller(invocation, space)
-
-    def require_signed(self, invocation: Invocation) -> str:
-        """Requests that name no existing target (creating a space) must be signed."""
-        if invocation.signer is None:
-            raise MissingAuthorization("This request must be signed.")
-        return invocation.signer
-
-    def require_space_write(
-        self, invocation: Invocation, current: SpaceRecord | None, controller: str
-    ) -> None:
-        """Create: the body's controller must sign.  Update: the stored controller must sign.
-
-        Checking updates against the stored controller, never the body's, is
-        what stops anyone from taking over a space by naming themselves.
-        """
-        if current is None:
-            if invocation.signer != controller:
-                raise ControllerMismatch(
-                    "A space must be created by its controller: the request is not signed by it.",
-                    pointer="#/controller",
-                )
-            return
-        self.require_controller(invocation, current)
-
-    def require_delete_space(self, invocation: Invocation, current: SpaceRecord | None) -> None:
-        """Deleting an absent space is a no-op for a signer in legacy; spec hides absence."""
-        if self.legacy and current is None:
-            self.require_signed(invocation)
-            return
-        self.require_controller(invocation, current)
+def most_specific(anchors: list[str], stored: dict[str, bytes]) -> Policy | None:
+    """The policy of the first anchor (most specific) that has one."""
+    for anchor in anchors:
+        raw = stored.get(anchor)
+        if raw is not None:
+            return Policy.from_bytes(anchor, raw)
+    return None

@@ -23,12 +23,14 @@ from werkzeug.exceptions import HTTPException
 
 from .. import __version__
 from ..errors import InvalidId, InvalidRequestBody, MethodNotAllowed, NotFound, PayloadTooLarge, WASError
-from ..operations import Call, Operations, resource_url, space_url
+from ..ids import check_resource_path
+from ..operations import Call, Operations, classify, resource_url, space_url
 from .limits import BoundedRequest
 from .problems import PROBLEM_JSON, internal_problem, problem_for
 from .streaming import send_body
 
 JSON = b"application/json"
+LINKSET_JSON = b"application/linkset+json"
 SPACE_PREFIX = "/space/"
 
 
@@ -59,7 +61,7 @@ def _decode_once(raw: str) -> str:
         raise InvalidId("The path is not valid UTF-8 once percent-decoded.") from None
 
 
-def _call(request: IRequest, raw_path: str, query: str | None, decoded: str) -> Call:
+def _call(request: IRequest, raw_path: str, query: str | None, decoded: str, origin: str = "") -> Call:
     """The request as operations see it, with the request-target forms a signature may cover.
 
     The decoded form is offered only when decoding made no ``?``: otherwise a
@@ -69,7 +71,9 @@ def _call(request: IRequest, raw_path: str, query: str | None, decoded: str) -> 
     method = request.method.decode("ascii")
     raw_with_query = raw_path if query is None else f"{raw_path}?{query}"
     targets = (raw_with_query, raw_path) if "?" in decoded else (raw_with_query, raw_path, decoded)
-    return Call(method=method, targets=targets, headers=HeaderView(request))
+    return Call(
+        method=method, targets=targets, headers=HeaderView(request), origin=origin or _base_url(request)
+    )
 
 
 def _split_uri(request: IRequest) -> tuple[str, str | None]:
@@ -81,10 +85,10 @@ def _split_uri(request: IRequest) -> tuple[str, str | None]:
     return path, (query if sep else None)
 
 
-def _json(request: IRequest, doc: object, status: int = 200) -> bytes:
+def _json(request: IRequest, doc: object, status: int = 200, content_type: bytes = JSON) -> bytes:
     body = json.dumps(doc, separators=(",", ":")).encode()
     request.setResponseCode(status)
-    request.setHeader(b"content-type", JSON)
+    request.setHeader(b"content-type", content_type)
     request.setHeader(b"content-length", b"%d" % len(body))
     return body
 
@@ -149,6 +153,11 @@ class WASApp:
     def __init__(self, operations: Operations, backend_name: str) -> None:
         self.operations = operations
         self.backend_name = backend_name
+        self.public_url = operations.settings.public_url
+
+    def _origin(self, request: IRequest) -> str:
+        """Where clients reach us: ``WAS_PUBLIC_URL``, else the request's scheme and Host."""
+        return self.public_url or _base_url(request)
 
     def resource(self) -> IResource:
         return self.app.resource()
@@ -218,11 +227,11 @@ class WASApp:
         method = self._only(request, ("GET", "HEAD", "POST"))
         _refuse_oversized(request)
         raw_path, query = _split_uri(request)
-        call = _call(request, raw_path, query, _decode_once(raw_path))
+        call = _call(request, raw_path, query, _decode_once(raw_path), self._origin(request))
         if method == "POST":
             doc = await self.operations.create_space(call, _read_json_body(request))
             url = str(doc["url"])
-            request.setHeader(b"location", (_base_url(request) + url).encode())
+            request.setHeader(b"location", (call.base + url).encode())
             request.setHeader(b"cache-control", b"no-store")
             return _json(request, doc, 201)
         return _json(request, await self.operations.list_spaces(call))
@@ -235,7 +244,7 @@ class WASApp:
         raw_path, query = _split_uri(request)
         if not raw_path.startswith(SPACE_PREFIX):
             raise NotFound()
-        call = _call(request, raw_path, query, _decode_once(raw_path))
+        call = _call(request, raw_path, query, _decode_once(raw_path), self._origin(request))
         raw_space, slash, raw_rest = raw_path[len(SPACE_PREFIX) :].partition("/")
         space_id = _decode_once(raw_space)
         if not slash:
@@ -252,11 +261,28 @@ class WASApp:
             return _empty(request)
         created, doc = await ops.put_space(call, space_id, _read_json_body(request))
         if ops.announces_creation(created):
-            request.setHeader(b"location", (_base_url(request) + space_url(space_id)).encode())
+            request.setHeader(b"location", (call.base + space_url(space_id)).encode())
             return _json(request, doc, 201)
         return _empty(request)
 
     async def _resource(self, request: IRequest, call: Call, space_id: str, path: str) -> Any:
+        check_resource_path(path)
+        kind = classify(path)
+        if kind.kind == "policy":
+            return await self._policy(request, call, space_id, kind.name)
+        if kind.kind == "linkset":
+            self._only(request, ("GET", "HEAD"))
+            doc = await self.operations.read_linkset(call, space_id, kind.name)
+            return _json(request, doc, content_type=LINKSET_JSON)
+        if kind.kind == "revocations":
+            self._only(request, ("GET", "HEAD"))
+            return _json(request, await self.operations.list_revocations(call, space_id))
+        if kind.kind == "revocation":
+            self._only(request, ("POST",))
+            assert request.content is not None
+            request.content.seek(0)
+            await self.operations.revoke(call, space_id, kind.name, request.content)
+            return _empty(request)
         method = self._only(request, ("GET", "HEAD", "PUT", "POST", "DELETE"))
         ops = self.operations
         if method in ("GET", "HEAD"):
@@ -290,6 +316,17 @@ class WASApp:
             await ops.write_resource(call, space_id, path, request.content, ct)
             return _empty(request)
         written = await ops.post_resource(call, space_id, path, request.content, ct)
-        request.setHeader(b"location", (_base_url(request) + resource_url(space_id, written)).encode())
+        request.setHeader(b"location", (call.base + resource_url(space_id, written)).encode())
         request.setHeader(b"cache-control", b"no-store")
         return _empty(request, 201)
+
+    async def _policy(self, request: IRequest, call: Call, space_id: str, anchor: str) -> bytes:
+        method = self._only(request, ("GET", "HEAD", "PUT", "DELETE"))
+        ops = self.operations
+        if method in ("GET", "HEAD"):
+            return _json(request, await ops.read_policy(call, space_id, anchor))
+        if method == "DELETE":
+            await ops.delete_policy(call, space_id, anchor)
+            return _empty(request)
+        await ops.put_policy(call, space_id, anchor, _read_json_body(request))
+        return _empty(request)

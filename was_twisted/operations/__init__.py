@@ -1,0 +1,32 @@
+"""The WAS spec's operations, one ``async def`` each: the spec's rules live here.
+
+Split by resource kind: ``spaces``, ``resources``, ``sharing`` (policies,
+linksets, revocations), over ``base`` (the request as values and the one
+authorization decision).  ``classify`` says which kind a path under a space
+addresses (the spec's reserved segments).
+"""
+
+from __future__ import annotations
+
+from .base import Call, resource_url, space_url
+from .reserved import PathKind, classify
+from .resources import ResourceOperations
+from .sharing import SharingOperations
+from .spaces import SpaceBody, SpaceOperations, describe_space, parse_space_body
+
+
+class Operations(SpaceOperations, ResourceOperations, SharingOperations):
+    """Every operation, over one storage and one set of settings."""
+
+
+__all__ = [
+    "Call",
+    "Operations",
+    "PathKind",
+    "SpaceBody",
+    "classify",
+    "describe_space",
+    "parse_space_body",
+    "resource_url",
+    "space_url",
+]

@@ -1,0 +1,140 @@
+"""Resource operations: read (GET/HEAD), write (PUT/POST), delete, and container listings."""
+
+from __future__ import annotations
+
+import uuid
+from typing import BinaryIO
+
+from ..errors import NotFound
+from ..ids import check_resource_path, check_space_id
+from ..storage.base import DEFAULT_CONTENT_TYPE, ResourceInfo, SpaceRecord
+from ..storage.threaded import AsyncBody
+from .base import Call, OperationsBase, resource_url
+
+
+def _listed(space_id: str, prefix: str, path: str, info: ResourceInfo) -> dict[str, object]:
+    """A container listing item; ``contentType`` only where the store lists it (not S3)."""
+    item: dict[str, object] = {
+        "id": path[len(prefix) :],
+        "url": resource_url(space_id, path),
+        "size": info.size,
+    }
+    if info.content_type:
+        item["contentType"] = info.content_type
+    return item
+
+
+class ResourceOperations(OperationsBase):
+    """The spec's Resource operations, at any depth under a space."""
+
+    async def read_resource(
+        self, call: Call, space_id: str, path: str, with_body: bool = True
+    ) -> tuple[ResourceInfo, AsyncBody]:
+        """GET (or, ``with_body=False``, HEAD) a resource: its metadata and body.
+
+        A capability is checked first; failing that, the most specific
+        policy (legacy: public when there is none).
+        """
+        check_space_id(space_id)
+        check_resource_path(path)
+        invocation = await self.invocation(call, lenient=self.legacy)
+
+        def guard(space: SpaceRecord | None) -> None:
+            self.decide(
+                call,
+                invocation,
+                space_id,
+                space,
+                revocations=self.revocations_for(space_id, invocation),
+                policy=self.policy_lookup(space_id, path),
+                public_by_default=self.legacy,
+            )
+
+        _, info, body = await self.storage.read_resource(space_id, path, with_body, guard)
+        if info is None or body is None:
+            raise NotFound("Resource not found or insufficient authorization.")
+        return info, body
+
+    async def write_resource(
+        self, call: Call, space_id: str, path: str, body: BinaryIO, content_type: str | None
+    ) -> ResourceInfo:
+        check_space_id(space_id)
+        check_resource_path(path)
+        invocation = await self.invocation(call)
+        await self.check_digest(call, body)
+        backend = self.backend
+
+        def write() -> ResourceInfo:
+            revocations = self.revocations_for(space_id, invocation)
+            return backend.write_resource(
+                space_id,
+                path,
+                body,
+                content_type or DEFAULT_CONTENT_TYPE,
+                lambda space: self.decide(call, invocation, space_id, space, revocations=revocations),
+            )
+
+        return await self.storage.run(write)
+
+    async def post_resource(
+        self, call: Call, space_id: str, path: str, body: BinaryIO, content_type: str | None
+    ) -> str:
+        """POST: to ``.../`` a new resource with a fresh name under it, else write at ``path``.
+
+        Returns the path written.
+        """
+        if path.endswith("/"):
+            path = path + str(uuid.uuid4())
+        await self.write_resource(call, space_id, path, body, content_type)
+        return path
+
+    async def delete_resource(self, call: Call, space_id: str, path: str) -> None:
+        check_space_id(space_id)
+        check_resource_path(path)
+        invocation = await self.invocation(call)
+        backend = self.backend
+
+        def delete() -> bool:
+            revocations = self.revocations_for(space_id, invocation)
+            return backend.delete_resource(
+                space_id,
+                path,
+                lambda space: self.decide(call, invocation, space_id, space, revocations=revocations),
+            )
+
+        await self.storage.run(delete)
+
+    async def list_container(self, call: Call, space_id: str, prefix: str) -> dict[str, object] | None:
+        """The resources under ``prefix`` (a path ending in ``/``), at any depth.
+
+        ``None`` when a resource is stored at exactly ``prefix`` (a client of
+        the existing server may have written one): the caller serves it.
+        """
+        check_space_id(space_id)
+        check_resource_path(prefix)
+        invocation = await self.invocation(call)
+        backend = self.backend
+
+        def listing() -> list[tuple[str, ResourceInfo]]:
+            seen: list[SpaceRecord | None] = []
+            entries = backend.list_resources(space_id, prefix, seen.append)
+            # A read: decided after it, where policies may be looked up without the backend's lock.
+            self.decide(
+                call,
+                invocation,
+                space_id,
+                seen[0] if seen else None,
+                revocations=self.revocations_for(space_id, invocation),
+                policy=self.policy_lookup(space_id, prefix),
+            )
+            return entries
+
+        entries = await self.storage.run(listing)
+        if entries and entries[0][0] == prefix:
+            return None
+        return {
+            "url": resource_url(space_id, prefix),
+            "type": ["Collection"],
+            "totalItems": len(entries),
+            "items": [_listed(space_id, prefix, path, info) for path, info in entries],
+        }
