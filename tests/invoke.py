@@ -30,7 +30,7 @@ def root_id(url: str) -> str:
 
 
 def encode_capability(capability: dict[str, Any]) -> str:
-    raw = gzip.compress(json.dumps(capability, separators=(",", ":")).encode())
+    raw = gzip.compress(json.dumps(capability, separators=(",", ":")).encode(), mtime=0)
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

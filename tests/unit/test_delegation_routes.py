@@ -216,3 +216,42 @@ async def test_revocation(shared: Api) -> None:
         ORIGIN + path + "x", data=body, headers=invoke(root, "POST", ORIGIN + path + "x", body=body)
     )
     assert r.code == 400
+
+
+@pytest_twisted.ensureDeferred
+async def test_delegated_space_creation(shared: Api) -> None:
+    """A provisioning service holding a delegated PUT on the space URL creates it for the controller."""
+    root = signer("root")
+    url = ORIGIN + "/space/s1"
+    body = json.dumps({"controller": root.controller}).encode()
+    chain10 = CASES["chain10"]["capability"]  # k9 may GET and PUT https://was.example/space/s1
+
+    def headers(who: str, case: str, doc: bytes) -> dict[str, str]:
+        return invoke(
+            signer(who),
+            "PUT",
+            url,
+            capability=CASES[case]["capability"],
+            body=doc,
+            now=shared.clock.seconds(),
+        )
+
+    # GET-only, or not for the space URL: 400 controller-mismatch saying why; nothing created.
+    for case in ("chain3_space", "chain2_container"):
+        r = await shared.http.put(url, data=body, headers=headers(holder(case), case, body))
+        assert r.code == 400, await r.text()
+        problem = json.loads(await body_of(r))
+        assert problem["type"] == "https://wallet.storage/spec#controller-mismatch" and problem["detail"]
+    # Naming another controller than the chain's root: refused.
+    other = json.dumps({"controller": signer("bob").controller}).encode()
+    r = await shared.http.put(url, data=other, headers=headers("k9", "chain10", other))
+    assert r.code == 400
+    r = await shared.http.get(url, headers=sign(root, "GET", "/space/s1"))
+    assert r.code == 404
+    # The real thing.
+    assert chain10["controller"] == META["keys"]["k9"]["did"]
+    r = await shared.http.put(url, data=body, headers=headers("k9", "chain10", body))
+    assert r.code == 201, await r.text()
+    r = await shared.http.get(url, headers=sign(root, "GET", "/space/s1"))
+    doc = json.loads(await body_of(r))
+    assert doc["controller"] == root.controller and doc["createdBy"] == signer("k9").controller
