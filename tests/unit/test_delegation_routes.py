@@ -48,6 +48,12 @@ def holder(case: str) -> str:
     return next(name for name, key in META["keys"].items() if key["did"] == did)
 
 
+def at(api: Api, who: Ed25519Signer, method: str, path: str) -> dict[str, str]:
+    """A plain signature made at the fixtures' moment (the server's clock), not the wall clock."""
+    now = api.clock.seconds()
+    return sign(who, method, path, created=now, expires=now + 30)
+
+
 async def body_of(r: Any) -> bytes:
     return bytes(await r.content())
 
@@ -66,14 +72,14 @@ def shared() -> Api:
 async def setup_space(api: Api) -> None:
     root = signer("root")
     body = json.dumps({"controller": root.controller}).encode()
-    r = await api.http.put(ORIGIN + "/space/s1", data=body, headers=sign(root, "PUT", "/space/s1"))
+    r = await api.http.put(ORIGIN + "/space/s1", data=body, headers=at(api, root, "PUT", "/space/s1"))
     assert r.code == 201, await r.text()
     for name in ("item1", "item2"):
         path = f"/space/s1/things/{name}"
         r = await api.http.put(
             ORIGIN + path,
             data=name.encode(),
-            headers={"content-type": "text/plain", **sign(root, "PUT", path)},
+            headers={"content-type": "text/plain", **at(api, root, "PUT", path)},
         )
         assert r.code == 204
 
@@ -151,7 +157,7 @@ async def test_delegated_write_and_replay_with_another_key(shared: Api) -> None:
     r = await get_with(shared, "chain1_resource", method="PUT")
     assert r.code == 204, await r.text()
     root = signer("root")
-    r = await shared.http.get(ORIGIN + ITEM, headers=sign(root, "GET", ITEM))
+    r = await shared.http.get(ORIGIN + ITEM, headers=at(shared, root, "GET", ITEM))
     assert await body_of(r) == b"new"
     # Bob holds no key of alice's: replaying her capability with his signature fails.
     r = await get_with(shared, "chain1_resource", who="bob")
@@ -192,12 +198,16 @@ async def test_revocation(shared: Api) -> None:
     path = f"/space/s1/zcaps/revocations/{rid}"
     body = json.dumps(middle).encode()
     r = await shared.http.post(
-        ORIGIN + path, data=body, headers=invoke(mallory, "POST", ORIGIN + path, body=body)
+        ORIGIN + path,
+        data=body,
+        headers=invoke(mallory, "POST", ORIGIN + path, body=body, now=shared.clock.seconds()),
     )
     assert r.code == 404
     # Its delegate may (bob controls it).
     r = await shared.http.post(
-        ORIGIN + path, data=body, headers=invoke(bob, "POST", ORIGIN + path, body=body)
+        ORIGIN + path,
+        data=body,
+        headers=invoke(bob, "POST", ORIGIN + path, body=body, now=shared.clock.seconds()),
     )
     assert r.code == 204, await r.text()
     assert (await get_with(shared, "chain3_middle")).code == 404
@@ -206,14 +216,16 @@ async def test_revocation(shared: Api) -> None:
     assert (await get_with(shared, "chain1_resource")).code == 200
     # The list is the controller's.
     listing = "/space/s1/zcaps/revocations/"
-    r = await shared.http.get(ORIGIN + listing, headers=sign(root, "GET", listing))
+    r = await shared.http.get(ORIGIN + listing, headers=at(shared, root, "GET", listing))
     doc = json.loads(await body_of(r))
     assert [item["id"] for item in doc["items"]] == [rid]
-    r = await shared.http.get(ORIGIN + listing, headers=sign(bob, "GET", listing))
+    r = await shared.http.get(ORIGIN + listing, headers=at(shared, bob, "GET", listing))
     assert r.code == 404
     # A capability id in the URL that is not the body's is refused.
     r = await shared.http.post(
-        ORIGIN + path + "x", data=body, headers=invoke(root, "POST", ORIGIN + path + "x", body=body)
+        ORIGIN + path + "x",
+        data=body,
+        headers=invoke(root, "POST", ORIGIN + path + "x", body=body, now=shared.clock.seconds()),
     )
     assert r.code == 400
 
@@ -246,12 +258,12 @@ async def test_delegated_space_creation(shared: Api) -> None:
     other = json.dumps({"controller": signer("bob").controller}).encode()
     r = await shared.http.put(url, data=other, headers=headers("k9", "chain10", other))
     assert r.code == 400
-    r = await shared.http.get(url, headers=sign(root, "GET", "/space/s1"))
+    r = await shared.http.get(url, headers=at(shared, root, "GET", "/space/s1"))
     assert r.code == 404
     # The real thing.
     assert chain10["controller"] == META["keys"]["k9"]["did"]
     r = await shared.http.put(url, data=body, headers=headers("k9", "chain10", body))
     assert r.code == 201, await r.text()
-    r = await shared.http.get(url, headers=sign(root, "GET", "/space/s1"))
+    r = await shared.http.get(url, headers=at(shared, root, "GET", "/space/s1"))
     doc = json.loads(await body_of(r))
     assert doc["controller"] == root.controller and doc["createdBy"] == signer("k9").controller
