@@ -1,4 +1,4 @@
-"""Tests for zCap delegation-chain verification (was_twisted.auth.zcap, was_twisted.auth.jsonld).
+"""Tests for zCap delegation-chain verification (was_twisted.auth.zcap, .chains, .jsonld).
 
 The fixtures are real delegations made by Digital Bazaar's ezcap and judged by its own verifier
 (tests/js/make_zcap_fixtures.mjs), so every verdict here is pinned against an independent
@@ -26,12 +26,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pyld import jsonld as pyld_jsonld
 
 from was_twisted.auth import jsonld
+from was_twisted.auth.chains import ChainVerifier
 from was_twisted.auth.didkey import did_key_from_public_key
 from was_twisted.auth.zcap import (
     MAX_CHAIN_LENGTH,
     ROOT_PREFIX,
     CapabilityInvocation,
-    ChainVerifier,
     Delegation,
     VerifiedChain,
     ZcapError,
@@ -332,7 +332,7 @@ def test_refuses_tampered_embedded_parent_even_if_tail_resigned() -> None:
 def test_signature_check_notices_dropped_members() -> None:
     """Defence in depth: had a member slipped past the shape checks and been dropped by pyld
     (a relative IRI, which RDF cannot carry, or a null), the signature check refuses it."""
-    from was_twisted.auth.zcap import _check_signature
+    from was_twisted.auth.chains import _check_signature
 
     capability = case("chain1_resource")
     _check_signature(capability)
@@ -615,9 +615,9 @@ def test_cache_is_bounded_and_keeps_no_failures(normalize_calls: list[int]) -> N
 
 def test_cache_bounds_key_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Large header values cannot pin unbounded memory: the cache also has a byte budget."""
-    from was_twisted.auth import zcap
+    from was_twisted.auth import chains
 
-    monkeypatch.setattr(zcap, "_CACHE_KEY_BYTES", 1500)
+    monkeypatch.setattr(chains, "_CACHE_KEY_BYTES", 1500)
     verifier = ChainVerifier()
     one, two = CASES["chain1_resource"]["encoded"], CASES["chain2_container"]["encoded"]
     assert len(one) + len(two) > 1500 > len(two)

@@ -18,9 +18,10 @@ from twisted.internet.interfaces import IReactorTime
 
 from ..auth.authenticate import SignedRequest, authenticate
 from ..auth.authorize import Invocation, Rules, Target, action_for, authorize, space_target
+from ..auth.chains import ChainVerifier
 from ..auth.digest import DigestError, body_digests, check_file
 from ..auth.policy import Policy, anchors_for, most_specific
-from ..auth.zcap import ChainVerifier, ZcapError
+from ..auth.zcap import ZcapError
 from ..config import Settings
 from ..errors import InvalidDigest
 from ..storage.base import Backend, SpaceRecord
