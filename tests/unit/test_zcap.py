@@ -693,3 +693,12 @@ def test_loader_serves_only_the_bundled_contexts() -> None:
             jsonld.load_document(url)
     with pytest.raises(jsonld.CanonicalizationError):
         jsonld.canonicalize({"@context": "https://w3id.org/security/v2", "id": "urn:x"})
+
+
+def test_parsed_headers_are_remembered_but_failures_are_not() -> None:
+    """A client repeats one header value: parsing it again is a cache hit; a bad one still raises."""
+    value = 'zcap id="urn:zcap:root:https%3A%2F%2Fwas.example%2Fspace%2Fs1",action="GET"'
+    assert parse_capability_invocation(value) is parse_capability_invocation(value)
+    for _ in range(2):
+        with pytest.raises(ZcapError):
+            parse_capability_invocation('zcap id="urn:zcap:root:%zz",action="GET"')

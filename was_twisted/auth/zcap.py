@@ -24,6 +24,7 @@ signature over less than the document says, so any other member is refused.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
@@ -78,8 +79,18 @@ class CapabilityInvocation:
     capability: str | None  # the raw capability= value (base64url gzip JSON), undecoded
 
 
+#: Header values up to this long are remembered: a client sends the same one on every request.
+_CACHED_HEADER = 8 * 1024
+
+
 def parse_capability_invocation(value: str) -> CapabilityInvocation:
     """Parse ``zcap id="…",action="…"`` or ``zcap capability="…",action="…"``, strictly."""
+    if len(value) <= _CACHED_HEADER:
+        return _parse_remembered(value)
+    return _parse_invocation(value)
+
+
+def _parse_invocation(value: str) -> CapabilityInvocation:
     if len(value) > _MAX_HEADER:
         raise ZcapError("The Capability-Invocation header is too long.")
     scheme, space, rest = value.strip(" \t").partition(" ")
@@ -121,6 +132,10 @@ def parse_capability_invocation(value: str) -> CapabilityInvocation:
     return CapabilityInvocation(action=action, root_id=root_id, capability=capability)
 
 
+# Failures raise, and are not remembered; the cache is bounded to 512 values of at most 8 KiB.
+_parse_remembered = functools.lru_cache(maxsize=512)(_parse_invocation)
+
+
 def is_encoded_capability(value: str) -> bool:
     return 0 < len(value) <= MAX_ENCODED and _B64URL.fullmatch(value) is not None
 
@@ -136,6 +151,7 @@ def root_id_for(url: str) -> str:
         raise ZcapError("The URL cannot be encoded as a root capability id.") from None
 
 
+@functools.lru_cache(maxsize=1024)
 def root_target(root_id: str) -> str:
     """The URL a root zCap id names (percent-decoded, as ``decodeURIComponent`` would)."""
     if not root_id.startswith(ROOT_PREFIX):
