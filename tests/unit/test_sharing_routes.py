@@ -338,6 +338,12 @@ async def test_linksets(api: Api, alice: Ed25519Signer) -> None:
         }
         r = await api.http.get(BASE + lpath)
         assert r.code == 404
+        r = await api.http.put(BASE + lpath, data=b"{}", headers=sign(alice, "PUT", lpath))
+        assert r.code == 409 and json.loads(await body_of(r))["type"] == SPEC + "reserved-id"
+    # Deeper, 'linkset' is a resource name like any other.
+    deep = f"{spath}/a/b/linkset"
+    r = await api.http.put(BASE + deep, data=b"mine", headers=sign(alice, "PUT", deep))
+    assert r.code == 204
 
 
 @pytest_twisted.ensureDeferred

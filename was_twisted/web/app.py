@@ -22,7 +22,15 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException
 
 from .. import __version__
-from ..errors import InvalidId, InvalidRequestBody, MethodNotAllowed, NotFound, PayloadTooLarge, WASError
+from ..errors import (
+    InvalidId,
+    InvalidRequestBody,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ReservedId,
+    WASError,
+)
 from ..ids import check_resource_path
 from ..operations import Call, Operations, classify, resource_url, space_url
 from .limits import BoundedRequest
@@ -271,6 +279,8 @@ class WASApp:
         if kind.kind == "policy":
             return await self._policy(request, call, space_id, kind.name)
         if kind.kind == "linkset":
+            if request.method in (b"PUT", b"POST", b"DELETE"):
+                raise ReservedId("'linkset' is reserved here: it is the linkset of what it is under.")
             self._only(request, ("GET", "HEAD"))
             doc = await self.operations.read_linkset(call, space_id, kind.name)
             return _json(request, doc, content_type=LINKSET_JSON)
