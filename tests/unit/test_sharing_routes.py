@@ -93,6 +93,8 @@ async def test_root_invocation_mismatches_answer_as_absent(
         invoke(alice, "GET", url, capability=root_id(BASE + f"/space/{sid}/not")),
         invoke(alice, "GET", url, capability=root_id("https://elsewhere.example" + rpath)),
         invoke(alice, "GET", url, action="PUT"),
+        invoke(alice, "GET", url, action="HEAD"),  # HEAD counts as GET, never the other way round
+        invoke(alice, "GET", url, action="get"),
         invoke(mallory, "GET", url),
         invoke(alice, "GET", url, capability=root_id(BASE + "/space")),
     ]

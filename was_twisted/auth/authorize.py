@@ -126,13 +126,14 @@ def revoked_in(chain: VerifiedChain, revocations: Mapping[str, bytes]) -> bool:
 
 def _check_capability(
     invocation: Invocation,
-    action: str,
+    method: str,
     target: Target,
     now: float,
     skew: int,
     revocations: Mapping[str, bytes],
 ) -> Grant:
     """Grant by signature or capability, or raise ``_Shortfall``."""
+    action = action_for(method)
     signer = invocation.signer
     if signer is None:
         raise _Shortfall("The request is not signed.")
@@ -143,8 +144,9 @@ def _check_capability(
         if signer in root_signers:
             return Grant("controller", signer)
         raise _Shortfall("The request is not signed by the controller.")
-    if action_for(zcap.action) != action:
-        raise _Shortfall(f"The capability is invoked for {zcap.action!r}, not {action!r}.")
+    # The invoked action is the method; a HEAD may name GET (or HEAD), a GET never HEAD.
+    if zcap.action != method and not (method == "HEAD" and zcap.action == "GET"):
+        raise _Shortfall(f"The capability is invoked for {zcap.action!r}, not {method!r}.")
     if zcap.root_id is not None:
         try:
             root_url = root_target(zcap.root_id)
@@ -173,7 +175,7 @@ def _check_capability(
         raise _Shortfall("The capability is not for this target.")
     allowed = chain.allowed_actions()
     if allowed is not None and zcap.action not in allowed and action not in allowed:
-        raise _Shortfall(f"The capability does not allow {action!r}.")
+        raise _Shortfall(f"The capability does not allow {zcap.action!r}.")
     if signer != did_for(tail.controller) and invocation.key_id != tail.controller:
         raise _Shortfall("The capability is invoked by a key its controller does not hold.")
     if revoked_in(chain, revocations):
@@ -183,7 +185,7 @@ def _check_capability(
 
 def authorize(
     invocation: Invocation,
-    action: str,
+    method: str,
     target: Target,
     rules: Rules,
     *,
@@ -202,7 +204,7 @@ def authorize(
     """
     if target.creating:
         try:
-            return _check_capability(invocation, action, target, now, rules.skew, revocations or {})
+            return _check_capability(invocation, method, target, now, rules.skew, revocations or {})
         except _Shortfall as short:
             if invocation.signer is None:
                 raise MissingAuthorization("This request must be signed.") from None
@@ -213,10 +215,10 @@ def authorize(
             ) from None
     if target.exists and target.controller is not None:
         try:
-            return _check_capability(invocation, action, target, now, rules.skew, revocations or {})
+            return _check_capability(invocation, method, target, now, rules.skew, revocations or {})
         except _Shortfall:
             pass
-        if action == "GET" and policy is not None:
+        if action_for(method) == "GET" and policy is not None:
             found = policy()
             if found is not None:
                 if found.grants_read():

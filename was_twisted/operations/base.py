@@ -221,7 +221,7 @@ class OperationsBase:
         """``authorize`` for an action on space ``space_id`` (or something in it); raises when no."""
         authorize(
             invocation,
-            call.action,
+            call.method.upper(),
             space_target(call.url, self.scope_of(call, space_id), space, **target),
             self.rules,
             now=self.now(),
@@ -234,7 +234,7 @@ class OperationsBase:
         """``authorize`` for creating a space: the body's controller is the root of trust."""
         authorize(
             invocation,
-            call.action,
+            call.method.upper(),
             Target(url=call.url, scope=scope, controller=controller, exists=False, creating=True),
             self.rules,
             now=self.now(),
