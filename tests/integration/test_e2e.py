@@ -163,6 +163,9 @@ def test_bad_settings_stop_startup_with_one_sentence(tmp_path: Path) -> None:
         ({"WAS_PROFILE": "strict"}, "WAS_PROFILE"),
         ({"WAS_MAX_SIGNATURE_LIFETIME": "soon"}, "WAS_MAX_SIGNATURE_LIFETIME"),
         ({"WAS_STORAGE_ROOT_DIR": str(tmp_path / "file" / "sub")}, "WAS_STORAGE_ROOT_DIR"),
+        ({"WAS_PUBLIC_URL": "https://storage.example.com/was/"}, "WAS_PUBLIC_URL"),
+        ({"WAS_PUBLIC_URL": "storage.example.com"}, "WAS_PUBLIC_URL"),
+        ({"WAS_REQUIRE_DIGEST": "maybe"}, "WAS_REQUIRE_DIGEST"),
     ):
         (tmp_path / "file").write_text("not a directory")
         result = run_twistd(env)
@@ -199,3 +202,14 @@ def test_uploads_over_the_limit_are_413_and_not_kept(tmp_path: Path) -> None:
             assert space.resource("/chunked").get().status_code == 404
             assert big.get().content == b"x" * 1000
         assert not list((tmp_path / "data").rglob("*chunked*"))
+
+
+def test_startup_says_where_capability_targets_come_from(tmp_path: Path) -> None:
+    """Without WAS_PUBLIC_URL one line says targets use the request's Host; with it, no such line."""
+    data = {"WAS_STORAGE_BACKEND": "filesystem", "WAS_STORAGE_ROOT_DIR": str(tmp_path / "data")}
+    with WasProcess(data, tmp_path / "plain.log"):
+        pass
+    assert "WAS_PUBLIC_URL is not set" in (tmp_path / "plain.log").read_text()
+    with WasProcess({**data, "WAS_PUBLIC_URL": "https://storage.example.com"}, tmp_path / "public.log"):
+        pass
+    assert "WAS_PUBLIC_URL is not set" not in (tmp_path / "public.log").read_text()
