@@ -30,7 +30,7 @@ from tests.unit.test_storage_contract import (
     write,
 )
 from was_twisted.errors import InvalidId
-from was_twisted.storage import s3 as s3_module
+from was_twisted.storage import s3_bucket as s3_module
 from was_twisted.storage.base import RECORD_KINDS, Backend, KeyTooLong, SpaceMissing, SpaceRecord
 from was_twisted.storage.filesystem import FilesystemBackend
 from was_twisted.storage.memory import MemoryBackend

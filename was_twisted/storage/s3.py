@@ -32,26 +32,15 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
-from email.utils import parsedate_to_datetime
-from typing import Any, BinaryIO, TypeVar, cast
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO, cast
 from urllib.parse import quote, unquote
 
-import boto3
-import botocore.session
-import botocore.utils
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from .base import (
     DEFAULT_CONTENT_TYPE,
-    RECORD_KINDS,
-    RECORD_SUFFIX,
     Builder,
     Guard,
     KeyTooLong,
@@ -61,277 +50,36 @@ from .base import (
     StorageBusy,
     StorageError,
     StoredResource,
-    check_record,
-    record_stem,
 )
+from .s3_bucket import (
+    DELETE_BATCH,
+    MAX_KEY_BYTES,
+    MULTIPART_THRESHOLD,
+    PART_SIZE,
+    REINDEX_GRACE_SECONDS,
+    S3SetupError,
+    _code,
+    _Conflict,
+    _parse_timestamp,
+    make_client,
+)
+from .s3_records import S3Records
 
-T = TypeVar("T")
-
-#: S3's limit on a key's length, in UTF-8 bytes.
-MAX_KEY_BYTES = 1024
-#: Bodies above this go up as a multipart upload, in parts of this size.
-MULTIPART_THRESHOLD = 16 * 1024 * 1024
-PART_SIZE = 16 * 1024 * 1024
-#: DeleteObjects takes at most this many keys.
-DELETE_BATCH = 1000
-#: Index entries younger than this are never removed by ``reindex``: their space may be being created.
-REINDEX_GRACE_SECONDS = 300
-
-_MISSING = {"NoSuchKey", "404", "NotFound"}
-_CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
-_BUSY = {
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestTimeout",
-    "ServiceUnavailable",
-    "InternalError",
-    "RequestLimitExceeded",
-    "503",
-    "500",
-}
-
-
-class S3SetupError(Exception):
-    """The bucket cannot be used: one sentence an operator can act on."""
+__all__ = [
+    "DELETE_BATCH",
+    "MAX_KEY_BYTES",
+    "MULTIPART_THRESHOLD",
+    "PART_SIZE",
+    "REINDEX_GRACE_SECONDS",
+    "S3Backend",
+    "S3SetupError",
+    "_parse_timestamp",
+    "make_client",
+]
 
 
-def make_client(pool_size: int) -> Any:
-    """One S3 client per process, with explicit timeouts and retries.
-
-    Credentials and a custom endpoint come only through boto3's own chain
-    (``AWS_*`` variables, shared files, instance or task roles, SSO;
-    ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``).  Checksums are sent
-    only when S3 requires them, so S3-compatible servers that predate
-    flexible checksums (Ceph, older MinIO) work too.
-    """
-    config = Config(
-        connect_timeout=5,
-        read_timeout=30,
-        retries={"mode": "standard", "max_attempts": 4},
-        max_pool_connections=max(10, 2 * pool_size + 2),
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )
-    core = botocore.session.get_session()
-    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_parse_timestamp)
-    return boto3.session.Session(botocore_session=core).client("s3", config=config)
-
-
-def _parse_timestamp(value: str) -> datetime:
-    """S3's two timestamp forms (RFC 7231 headers, ISO 8601 in XML) without dateutil.
-
-    botocore's default parser costs ~0.25 ms of CPU a request, about 15% of
-    a GetObject: worth it on a server bound by one core.
-    """
-    try:
-        return parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        pass
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return cast(datetime, botocore.utils.parse_timestamp(value))
-
-
-def _code(exc: ClientError) -> str:
-    error = exc.response.get("Error", {})
-    return str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-
-
-def _status(exc: ClientError) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-
-
-class _Conflict(Exception):
-    """A conditional write lost to another writer."""
-
-
-class S3Backend:
+class S3Backend(S3Records):
     """The ``Backend`` contract over one bucket and key prefix."""
-
-    def __init__(self, bucket: str, prefix: str = "", *, threads: int = 16, client: Any = None) -> None:
-        self.bucket = bucket
-        self.prefix = prefix
-        self.client = client if client is not None else make_client(threads)
-        self.calls: Counter[str] = Counter()
-        self._calls_lock = threading.Lock()
-        self.client.meta.events.register("before-call.s3", self._count_call)
-        self._side = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="was-s3-side")
-        self._if_match_unquoted = False
-        self.indexed = False
-
-    # -- keys ---------------------------------------------------------------
-
-    def _space_prefix(self, space_id: str) -> str:
-        if not space_id or "/" in space_id or space_id in (".", ".."):
-            raise ValueError(f"unsafe space id {space_id!r}")
-        return f"{self.prefix}spaces/{space_id}/"
-
-    def _meta_key(self, space_id: str) -> str:
-        return self._space_prefix(space_id) + "_meta.json"
-
-    def _resources_prefix(self, space_id: str) -> str:
-        return self._space_prefix(space_id) + "resources/"
-
-    def _resource_key(self, space_id: str, path: str) -> str:
-        if not path.startswith("/"):
-            raise ValueError(f"resource path must start with '/': {path!r}")
-        key = self._resources_prefix(space_id) + quote(path, safe="")
-        if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-            raise KeyTooLong(f"key of {len(key.encode('utf-8'))} bytes")
-        return key
-
-    def _records_prefix(self, space_id: str, kind: str) -> str:
-        check_record(kind)
-        return self._space_prefix(space_id) + kind + "/"
-
-    def _record_key(self, space_id: str, kind: str, name: str) -> str:
-        check_record(kind, name)
-        key = self._records_prefix(space_id, kind) + record_stem(name) + RECORD_SUFFIX
-        if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-            raise KeyTooLong(f"key of {len(key.encode('utf-8'))} bytes")
-        return key
-
-    def _delete_rank(self, space_id: str, key: str) -> int:
-        """Where a key of the space falls in a delete: resources, anything else, records, the space record."""
-        rest = key[len(self._space_prefix(space_id)) :]
-        top, slash, _ = rest.partition("/")
-        if not slash:
-            return len(RECORD_KINDS) + 2 if rest == "_meta.json" else 1
-        if top == "resources":
-            return 0
-        if top in RECORD_KINDS:
-            return 2 + RECORD_KINDS.index(top)
-        return 1
-
-    def _index_prefix(self, controller: str) -> str:
-        return f"{self.prefix}controllers/{quote(controller, safe='')}/"
-
-    def _index_key(self, controller: str, space_id: str) -> str:
-        return self._index_prefix(controller) + space_id
-
-    @property
-    def _marker_key(self) -> str:
-        return f"{self.prefix}controllers/.indexed"
-
-    # -- plumbing -------------------------------------------------------------
-
-    def _count_call(self, model: Any, **_: Any) -> None:
-        with self._calls_lock:
-            self.calls[model.name] += 1
-
-    def _s3(self, f: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call boto3, turning its failures into the storage contract's errors."""
-        try:
-            return f(*args, **kwargs)
-        except ClientError as exc:
-            code = _code(exc)
-            if code in _BUSY or _status(exc) >= 500:
-                raise StorageBusy(f"S3 {code}: {exc}") from exc
-            raise
-        except NoCredentialsError as exc:
-            raise StorageError(f"no AWS credentials: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageBusy(f"S3 unreachable: {exc}") from exc
-
-    def _get(self, key: str) -> dict[str, Any] | None:
-        try:
-            return cast(dict[str, Any], self._s3(self.client.get_object, Bucket=self.bucket, Key=key))
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise StorageError(f"GetObject {key}: {exc}") from exc
-
-    def _put(self, key: str, body: bytes | BinaryIO, content_type: str, **conditions: str) -> dict[str, Any]:
-        try:
-            return cast(
-                dict[str, Any],
-                self._s3(
-                    self.client.put_object,
-                    Bucket=self.bucket,
-                    Key=key,
-                    Body=body,
-                    ContentType=content_type,
-                    **conditions,
-                ),
-            )
-        except ClientError as exc:
-            if _code(exc) in _CONFLICT:
-                raise _Conflict(key) from exc
-            raise StorageError(f"PutObject {key}: {exc}") from exc
-
-    def _put_if_match(self, key: str, body: bytes, content_type: str, etag: str) -> None:
-        """Replace ``key`` only if unchanged since read (compare-and-swap).
-
-        S3 compares the ETag as returned, quotes included; Ceph RGW 16 wants
-        it without quotes.  A 412 on an object whose ETag has not changed
-        means the latter, and we remember it.
-        """
-        value = etag.strip('"') if self._if_match_unquoted else etag
-        try:
-            self._put(key, body, content_type, IfMatch=value)
-            return
-        except _Conflict:
-            if self._if_match_unquoted:
-                raise
-            head = self._head(key)
-            if head is None or head.get("ETag") != etag:
-                raise
-        self._if_match_unquoted = True
-        self._put(key, body, content_type, IfMatch=etag.strip('"'))
-
-    def _head(self, key: str) -> dict[str, Any] | None:
-        try:
-            return cast(dict[str, Any], self._s3(self.client.head_object, Bucket=self.bucket, Key=key))
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise StorageError(f"HeadObject {key}: {exc}") from exc
-
-    def _list(self, prefix: str, delimiter: str | None = None) -> Iterator[dict[str, Any]]:
-        """Pages of ListObjectsV2 (up to 1,000 keys each)."""
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-        if delimiter:
-            kwargs["Delimiter"] = delimiter
-        while True:
-            try:
-                page = cast(dict[str, Any], self._s3(self.client.list_objects_v2, **kwargs))
-            except ClientError as exc:
-                raise StorageError(f"ListObjectsV2 {prefix}: {exc}") from exc
-            yield page
-            if not page.get("IsTruncated"):
-                return
-            kwargs["ContinuationToken"] = page["NextContinuationToken"]
-
-    def _delete_keys(self, keys: list[str]) -> None:
-        """DeleteObjects in batches of at most 1,000; any per-key error fails the whole call."""
-        for start in range(0, len(keys), DELETE_BATCH):
-            batch = keys[start : start + DELETE_BATCH]
-            try:
-                result = self._s3(
-                    self.client.delete_objects,
-                    Bucket=self.bucket,
-                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
-                )
-            except ClientError as exc:
-                raise StorageError(f"DeleteObjects: {exc}") from exc
-            errors = result.get("Errors") or []
-            if errors:
-                raise StorageError(f"DeleteObjects failed for {len(errors)} keys, e.g. {errors[0]}")
-
-    def _load_space(self, space_id: str) -> tuple[SpaceRecord | None, str | None]:
-        """The space record and its ETag (for compare-and-swap), or (None, None)."""
-        obj = self._get(self._meta_key(space_id))
-        if obj is None:
-            return None, None
-        with obj["Body"] as body:
-            raw = body.read()
-        try:
-            doc = json.loads(raw)
-            return SpaceRecord.from_json(space_id, doc), str(obj.get("ETag", ""))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise StorageError(f"space {space_id}: unreadable _meta.json: {exc}") from exc
 
     # -- start-up -------------------------------------------------------------
 
@@ -611,111 +359,6 @@ class S3Backend:
                 found.append(
                     (path, ResourceInfo(content_type="", size=int(obj["Size"]), etag=obj.get("ETag")))
                 )
-        found.sort(key=lambda item: item[0])
-        return found
-
-    # -- records ---------------------------------------------------------------
-
-    def _get_bytes(self, key: str) -> bytes | None:
-        obj = self._get(key)
-        if obj is None:
-            return None
-        with obj["Body"] as body:
-            return cast(bytes, body.read())
-
-    def get_records(self, space_id: str, kind: str, names: Sequence[str]) -> dict[str, bytes]:
-        """HEAD the space record and GET every named record, all side by side: one round trip.
-
-        A name too long for a key cannot have been stored, so it is absent.
-        """
-        check_record(kind)
-        wanted: dict[str, str] = {}
-        for name in names:
-            try:
-                wanted.setdefault(name, self._record_key(space_id, kind, name))
-            except KeyTooLong:
-                continue
-        if not wanted:
-            self._space_prefix(space_id)  # still refuse an unsafe id
-            return {}
-        exists = self._side.submit(self._head, self._meta_key(space_id))
-        fetched = [(name, self._side.submit(self._get_bytes, key)) for name, key in wanted.items()]
-        # Wait for every call before raising, so none outlives this one.
-        results: dict[str, bytes] = {}
-        failure: BaseException | None = None
-        for name, future in fetched:
-            try:
-                data = future.result()
-            except BaseException as exc:  # re-raised below, once the others are done
-                failure = failure or exc
-                continue
-            if data is not None:
-                results[name] = data
-        if exists.result() is None:
-            return {}
-        if failure is not None:
-            raise failure
-        return results
-
-    def put_record(self, space_id: str, kind: str, name: str, data: bytes, guard: Guard) -> bool:
-        """GET the space, PUT with ``IfNoneMatch='*'`` (again unconditionally if it exists), HEAD the space.
-
-        The last HEAD closes a race with ``delete_space``: a record written
-        after its final listing would outlive the space and apply to a later
-        space of the same id, so it is taken back and the write fails.
-        """
-        check_record(kind, name)
-        current, _ = self._load_space(space_id)
-        guard(current)
-        if current is None:
-            raise SpaceMissing(space_id)
-        key = self._record_key(space_id, kind, name)
-        try:
-            self._put(key, data, "application/json", IfNoneMatch="*")
-            created = True
-        except _Conflict:
-            self._put(key, data, "application/json")
-            created = False
-        if self._head(self._meta_key(space_id)) is None:
-            self._delete_keys([key])
-            raise SpaceMissing(f"space {space_id!r} was deleted")
-        return created
-
-    def delete_record(self, space_id: str, kind: str, name: str, guard: Guard) -> bool:
-        """GET the space, then DeleteObject.  S3 does not say whether the key existed: True."""
-        check_record(kind, name)
-        current, _ = self._load_space(space_id)
-        guard(current)
-        if current is None:
-            return False
-        try:
-            key = self._record_key(space_id, kind, name)
-        except KeyTooLong:
-            return False
-        try:
-            self._s3(self.client.delete_object, Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            raise StorageError(f"DeleteObject {key}: {exc}") from exc
-        return True
-
-    def list_records(self, space_id: str, kind: str, guard: Guard) -> list[tuple[str, bytes]]:
-        """GET the space, LIST the kind's prefix, then GET every record side by side."""
-        root = self._records_prefix(space_id, kind)
-        current, _ = self._load_space(space_id)
-        guard(current)
-        if current is None:
-            return []
-        keys: list[tuple[str, str]] = []
-        for page in self._list(root):
-            for obj in page.get("Contents", []):
-                rest = str(obj["Key"])[len(root) :]
-                if not rest.endswith(RECORD_SUFFIX) or "/" in rest:
-                    continue
-                name = unquote(rest[: -len(RECORD_SUFFIX)])
-                if name and record_stem(name) + RECORD_SUFFIX == rest:
-                    keys.append((name, str(obj["Key"])))
-        datas = list(self._side.map(self._get_bytes, [key for _, key in keys]))
-        found = [(name, data) for (name, _), data in zip(keys, datas, strict=True) if data is not None]
         found.sort(key=lambda item: item[0])
         return found
 

@@ -1,0 +1,113 @@
+"""Records beside a space on S3 (policies, revocations): ``{prefix}spaces/{id}/{kind}/{name}.json``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import unquote
+
+from botocore.exceptions import ClientError
+
+from .base import RECORD_SUFFIX, Guard, KeyTooLong, SpaceMissing, StorageError, check_record, record_stem
+from .s3_bucket import S3Bucket, _Conflict
+
+
+class S3Records(S3Bucket):
+    """The records half of the ``Backend`` contract."""
+
+    # -- records ---------------------------------------------------------------
+
+    def get_records(self, space_id: str, kind: str, names: Sequence[str]) -> dict[str, bytes]:
+        """HEAD the space record and GET every named record, all side by side: one round trip.
+
+        A name too long for a key cannot have been stored, so it is absent.
+        """
+        check_record(kind)
+        wanted: dict[str, str] = {}
+        for name in names:
+            try:
+                wanted.setdefault(name, self._record_key(space_id, kind, name))
+            except KeyTooLong:
+                continue
+        if not wanted:
+            self._space_prefix(space_id)  # still refuse an unsafe id
+            return {}
+        exists = self._side.submit(self._head, self._meta_key(space_id))
+        fetched = [(name, self._side.submit(self._get_bytes, key)) for name, key in wanted.items()]
+        # Wait for every call before raising, so none outlives this one.
+        results: dict[str, bytes] = {}
+        failure: BaseException | None = None
+        for name, future in fetched:
+            try:
+                data = future.result()
+            except BaseException as exc:  # re-raised below, once the others are done
+                failure = failure or exc
+                continue
+            if data is not None:
+                results[name] = data
+        if exists.result() is None:
+            return {}
+        if failure is not None:
+            raise failure
+        return results
+
+    def put_record(self, space_id: str, kind: str, name: str, data: bytes, guard: Guard) -> bool:
+        """GET the space, PUT with ``IfNoneMatch='*'`` (again unconditionally if it exists), HEAD the space.
+
+        The last HEAD closes a race with ``delete_space``: a record written
+        after its final listing would outlive the space and apply to a later
+        space of the same id, so it is taken back and the write fails.
+        """
+        check_record(kind, name)
+        current, _ = self._load_space(space_id)
+        guard(current)
+        if current is None:
+            raise SpaceMissing(space_id)
+        key = self._record_key(space_id, kind, name)
+        try:
+            self._put(key, data, "application/json", IfNoneMatch="*")
+            created = True
+        except _Conflict:
+            self._put(key, data, "application/json")
+            created = False
+        if self._head(self._meta_key(space_id)) is None:
+            self._delete_keys([key])
+            raise SpaceMissing(f"space {space_id!r} was deleted")
+        return created
+
+    def delete_record(self, space_id: str, kind: str, name: str, guard: Guard) -> bool:
+        """GET the space, then DeleteObject.  S3 does not say whether the key existed: True."""
+        check_record(kind, name)
+        current, _ = self._load_space(space_id)
+        guard(current)
+        if current is None:
+            return False
+        try:
+            key = self._record_key(space_id, kind, name)
+        except KeyTooLong:
+            return False
+        try:
+            self._s3(self.client.delete_object, Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            raise StorageError(f"DeleteObject {key}: {exc}") from exc
+        return True
+
+    def list_records(self, space_id: str, kind: str, guard: Guard) -> list[tuple[str, bytes]]:
+        """GET the space, LIST the kind's prefix, then GET every record side by side."""
+        root = self._records_prefix(space_id, kind)
+        current, _ = self._load_space(space_id)
+        guard(current)
+        if current is None:
+            return []
+        keys: list[tuple[str, str]] = []
+        for page in self._list(root):
+            for obj in page.get("Contents", []):
+                rest = str(obj["Key"])[len(root) :]
+                if not rest.endswith(RECORD_SUFFIX) or "/" in rest:
+                    continue
+                name = unquote(rest[: -len(RECORD_SUFFIX)])
+                if name and record_stem(name) + RECORD_SUFFIX == rest:
+                    keys.append((name, str(obj["Key"])))
+        datas = list(self._side.map(self._get_bytes, [key for _, key in keys]))
+        found = [(name, data) for (name, _), data in zip(keys, datas, strict=True) if data is not None]
+        found.sort(key=lambda item: item[0])
+        return found
