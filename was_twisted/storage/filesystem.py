@@ -30,18 +30,12 @@ import errno
 import json
 import os
 import shutil
-import tempfile
-import threading
-import time
 import uuid
-import weakref
-from collections.abc import Iterator, Sequence
-from typing import IO, TYPE_CHECKING, BinaryIO
-from urllib.parse import quote, unquote
+from typing import TYPE_CHECKING, BinaryIO
+from urllib.parse import unquote
 
 from was_twisted.storage.base import (
     DEFAULT_CONTENT_TYPE,
-    RECORD_SUFFIX,
     Backend,
     Builder,
     Guard,
@@ -51,116 +45,25 @@ from was_twisted.storage.base import (
     SpaceRecord,
     StorageError,
     StoredResource,
-    check_record,
-    record_stem,
 )
 
-__all__ = ["FilesystemBackend"]
-
-_CHUNK = 64 * 1024
-_NAME_MAX = 255
-_TMP_PREFIX = ".tmp-"
-_META = "_meta.json"
-_DATA_SUFFIX = ".data"
-_META_SUFFIX = ".meta"
-
-
-def _check_space_id(space_id: str) -> None:
-    """Refuse ids that would escape ``spaces/`` or hide as a dot-file (a backstop: the caller validated)."""
-    if not space_id or "/" in space_id or "\\" in space_id or "\0" in space_id or space_id.startswith("."):
-        raise ValueError(f"unsafe space id {space_id!r}")
-
-
-def _fits(name: str) -> bool:
-    """Whether a file name fits the common 255-byte limit (so we refuse early, not mid-write)."""
-    return len(os.fsencode(name)) <= _NAME_MAX
+from .filesystem_records import FilesystemRecords
+from .filesystem_tree import (
+    _CHUNK,
+    _DATA_SUFFIX,
+    _META,
+    _META_SUFFIX,
+    _NAME_MAX,
+    _etag,
+    _fits,
+    _fsync_dir,
+    _read_content_type,
+    _resource_stem,
+    _stored_content_type,
+)
 
 
-def _resource_stem(path: str) -> str:
-    """The file name stem for a resource path, as the existing server quotes it."""
-    if not path.startswith("/"):
-        raise ValueError(f"resource path must start with '/': {path!r}")
-    return quote(path, safe="")
-
-
-def _record_file(name: str) -> str:
-    """A record's file name (see ``record_stem``: never a dot-file, so never taken for a temp file)."""
-    return record_stem(name) + RECORD_SUFFIX
-
-
-def _read_record(path: str) -> bytes | None:
-    """A record file's bytes, or ``None`` when it (or its space) is gone."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as e:
-        if e.errno == errno.ENAMETOOLONG:
-            return None
-        raise StorageError(f"cannot read {path}: {e}") from e
-
-
-def _etag(st: os.stat_result) -> str:
-    """A strong etag from mtime and size; each write sets a fresh mtime (see ``_stamp``)."""
-    return f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
-
-
-def _fsync_dir(path: str) -> None:
-    """Make renames and unlinks in ``path`` durable; a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _read_json(path: str) -> object:
-    """A JSON file's document (``FileNotFoundError`` passes through; other failures are ``ValueError``)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    return json.loads(raw.decode("utf-8"))
-
-
-def _stored_content_type(meta_path: str) -> str | None:
-    """The type a ``.meta`` holds, or ``None`` when it is missing, unreadable or malformed."""
-    try:
-        doc = _read_json(meta_path)
-    except (OSError, ValueError):
-        return None
-    if isinstance(doc, dict):
-        ct = doc.get("content_type")
-        if isinstance(ct, str) and ct:
-            return ct
-    return None
-
-
-def _read_content_type(meta_path: str) -> str:
-    """The type to serve: the stored one, or the default when the ``.meta`` is missing (as the old server)."""
-    return _stored_content_type(meta_path) or DEFAULT_CONTENT_TYPE
-
-
-class _SpaceLocks:
-    """One space's locks: ``write`` spans guard to last rename; ``commit`` only the renames.
-
-    Readers take ``commit`` to open ``.data`` and read ``.meta`` as one pair,
-    so they never wait behind a long body copy yet never pair bytes with
-    another write's type.  Weak-referenceable, so idle spaces cost nothing.
-    """
-
-    __slots__ = ("write", "commit", "__weakref__")
-
-    def __init__(self) -> None:
-        self.write = threading.Lock()
-        self.commit = threading.Lock()
-
-
-class FilesystemBackend:
+class FilesystemBackend(FilesystemRecords):
     """A ``Backend`` storing files under ``root``; data survives restarts.
 
     Writers of one space hold that space's write lock from the guard to the
@@ -169,79 +72,6 @@ class FilesystemBackend:
     whole, and a delete renames the space away before removing it.
     Readers take only the short commit lock (see ``_SpaceLocks``).
     """
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self._root = os.fspath(root)
-        self._spaces_dir = os.path.join(self._root, "spaces")
-        os.makedirs(self._spaces_dir, exist_ok=True)
-        self._locks_lock = threading.Lock()
-        self._locks: weakref.WeakValueDictionary[str, _SpaceLocks] = weakref.WeakValueDictionary()
-        self._stamp_lock = threading.Lock()
-        self._last_stamp = 0
-
-    # -- helpers ---------------------------------------------------------
-
-    def _space_locks(self, space_id: str) -> _SpaceLocks:
-        """One space's locks; they live while someone references them, so keep the result in a local."""
-        with self._locks_lock:
-            locks = self._locks.get(space_id)
-            if locks is None:
-                locks = _SpaceLocks()
-                self._locks[space_id] = locks
-            return locks
-
-    def _stamp(self) -> int:
-        """A strictly increasing mtime, so two same-size writes in one clock tick differ in etag."""
-        with self._stamp_lock:
-            self._last_stamp = max(time.time_ns(), self._last_stamp + 1)
-            return self._last_stamp
-
-    def _space_dir(self, space_id: str) -> str:
-        _check_space_id(space_id)
-        return os.path.join(self._spaces_dir, space_id)
-
-    def _resources_dir(self, space_id: str) -> str:
-        return os.path.join(self._space_dir(space_id), "resources")
-
-    def _records_dir(self, space_id: str, kind: str) -> str:
-        check_record(kind)
-        return os.path.join(self._space_dir(space_id), kind)
-
-    def _load_space(self, space_id: str) -> SpaceRecord | None:
-        """Read ``_meta.json``; ``None`` if absent, ``StorageError`` if present but unreadable."""
-        if not _fits(space_id):
-            return None
-        meta = os.path.join(self._space_dir(space_id), _META)
-        try:
-            doc = _read_json(meta)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as e:
-            raise StorageError(f"cannot read {meta}: {e}") from e
-        if not isinstance(doc, dict) or "controller" not in doc:
-            raise StorageError(f"{meta} is not a space document")
-        return SpaceRecord.from_json(space_id, doc)
-
-    @contextlib.contextmanager
-    def _temp_file(self, directory: str) -> Iterator[tuple[IO[bytes], str]]:
-        """A temp file in ``directory`` (so the rename stays on one file system); removed unless renamed."""
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=_TMP_PREFIX)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                yield f, tmp
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-
-    def _replace_atomically(self, target: str, data: bytes) -> None:
-        """Write a small file whole: temp file, fsync, rename."""
-        directory = os.path.dirname(target)
-        with self._temp_file(directory) as (f, tmp):
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-            os.replace(tmp, target)
 
     # -- spaces ----------------------------------------------------------
 
@@ -473,103 +303,6 @@ class FilesystemBackend:
                     continue  # deleted while we listed
                 content_type = _read_content_type(os.path.join(res_dir, stem + _META_SUFFIX))
             found.append((path, ResourceInfo(content_type, st.st_size, _etag(st))))
-        found.sort(key=lambda item: item[0])
-        return found
-
-    # -- records ---------------------------------------------------------
-
-    def get_records(self, space_id: str, kind: str, names: Sequence[str]) -> dict[str, bytes]:
-        """The named records that exist; {} if the space is absent.  No guard, no lock: files are whole."""
-        rec_dir = self._records_dir(space_id, kind)
-        for name in names:
-            check_record(kind, name)
-        if self._load_space(space_id) is None:
-            return {}
-        found: dict[str, bytes] = {}
-        for name in names:
-            file_name = _record_file(name)
-            if name in found or not _fits(file_name):
-                continue
-            data = _read_record(os.path.join(rec_dir, file_name))
-            if data is not None:
-                found[name] = data
-        return found
-
-    def put_record(self, space_id: str, kind: str, name: str, data: bytes, guard: Guard) -> bool:
-        """Replace one record file atomically after ``guard(space)``; True if it is new."""
-        rec_dir = self._records_dir(space_id, kind)
-        check_record(kind, name)
-        file_name = _record_file(name)
-        locks = self._space_locks(space_id)
-        with locks.write:
-            space = self._load_space(space_id)
-            guard(space)
-            if space is None:
-                raise SpaceMissing(f"space {space_id!r} does not exist")
-            if not _fits(file_name):
-                raise KeyTooLong(f"record file name is over {_NAME_MAX} bytes")
-            made = False
-            try:
-                os.mkdir(rec_dir)  # not makedirs: a space deleted meanwhile must not come back
-                made = True
-            except FileExistsError:
-                pass
-            except FileNotFoundError as e:
-                raise SpaceMissing(f"space {space_id!r} was deleted") from e
-            target = os.path.join(rec_dir, file_name)
-            created = not os.path.lexists(target)
-            try:
-                self._replace_atomically(target, bytes(data))
-            except FileNotFoundError as e:
-                raise SpaceMissing(f"space {space_id!r} was deleted") from e
-            except OSError as e:
-                if e.errno == errno.ENAMETOOLONG:
-                    raise KeyTooLong(str(e)) from e
-                raise
-            _fsync_dir(rec_dir)
-            if made:
-                _fsync_dir(os.path.dirname(rec_dir))
-            return created
-
-    def delete_record(self, space_id: str, kind: str, name: str, guard: Guard) -> bool:
-        """Unlink one record file after ``guard(space)``; True if it existed."""
-        rec_dir = self._records_dir(space_id, kind)
-        check_record(kind, name)
-        file_name = _record_file(name)
-        locks = self._space_locks(space_id)
-        with locks.write:
-            space = self._load_space(space_id)
-            guard(space)
-            if space is None or not _fits(file_name):
-                return False
-            try:
-                os.unlink(os.path.join(rec_dir, file_name))
-            except (FileNotFoundError, NotADirectoryError):
-                return False
-            _fsync_dir(rec_dir)
-            return True
-
-    def list_records(self, space_id: str, kind: str, guard: Guard) -> list[tuple[str, bytes]]:
-        """Every record of ``kind``, sorted by name, after ``guard``; temp and foreign files skipped."""
-        rec_dir = self._records_dir(space_id, kind)
-        space = self._load_space(space_id)
-        guard(space)
-        if space is None:
-            return []
-        try:
-            entries = list(os.scandir(rec_dir))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        found: list[tuple[str, bytes]] = []
-        for entry in entries:
-            if entry.name.startswith(".") or not entry.name.endswith(RECORD_SUFFIX):
-                continue
-            name = unquote(entry.name[: -len(RECORD_SUFFIX)])
-            if not name or _record_file(name) != entry.name:
-                continue  # not a name we would have written: get_records could never find it
-            data = _read_record(entry.path)
-            if data is not None:
-                found.append((name, data))
         found.sort(key=lambda item: item[0])
         return found
 

@@ -1,0 +1,139 @@
+"""Records beside a space on disk (policies, revocations): ``{root}/spaces/{id}/{kind}/{name}.json``."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Sequence
+from urllib.parse import unquote
+
+from was_twisted.storage.base import (
+    RECORD_SUFFIX,
+    Guard,
+    KeyTooLong,
+    SpaceMissing,
+    StorageError,
+    check_record,
+    record_stem,
+)
+
+from .filesystem_tree import _NAME_MAX, FilesystemTree, _fits, _fsync_dir
+
+
+def _record_file(name: str) -> str:
+    """A record's file name (see ``record_stem``: never a dot-file, so never taken for a temp file)."""
+    return record_stem(name) + RECORD_SUFFIX
+
+
+def _read_record(path: str) -> bytes | None:
+    """A record file's bytes, or ``None`` when it (or its space) is gone."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            return None
+        raise StorageError(f"cannot read {path}: {e}") from e
+
+
+class FilesystemRecords(FilesystemTree):
+    """The records half of the ``Backend`` contract."""
+
+    # -- records ---------------------------------------------------------
+
+    def get_records(self, space_id: str, kind: str, names: Sequence[str]) -> dict[str, bytes]:
+        """The named records that exist; {} if the space is absent.  No guard, no lock: files are whole."""
+        rec_dir = self._records_dir(space_id, kind)
+        for name in names:
+            check_record(kind, name)
+        if self._load_space(space_id) is None:
+            return {}
+        found: dict[str, bytes] = {}
+        for name in names:
+            file_name = _record_file(name)
+            if name in found or not _fits(file_name):
+                continue
+            data = _read_record(os.path.join(rec_dir, file_name))
+            if data is not None:
+                found[name] = data
+        return found
+
+    def put_record(self, space_id: str, kind: str, name: str, data: bytes, guard: Guard) -> bool:
+        """Replace one record file atomically after ``guard(space)``; True if it is new."""
+        rec_dir = self._records_dir(space_id, kind)
+        check_record(kind, name)
+        file_name = _record_file(name)
+        locks = self._space_locks(space_id)
+        with locks.write:
+            space = self._load_space(space_id)
+            guard(space)
+            if space is None:
+                raise SpaceMissing(f"space {space_id!r} does not exist")
+            if not _fits(file_name):
+                raise KeyTooLong(f"record file name is over {_NAME_MAX} bytes")
+            made = False
+            try:
+                os.mkdir(rec_dir)  # not makedirs: a space deleted meanwhile must not come back
+                made = True
+            except FileExistsError:
+                pass
+            except FileNotFoundError as e:
+                raise SpaceMissing(f"space {space_id!r} was deleted") from e
+            target = os.path.join(rec_dir, file_name)
+            created = not os.path.lexists(target)
+            try:
+                self._replace_atomically(target, bytes(data))
+            except FileNotFoundError as e:
+                raise SpaceMissing(f"space {space_id!r} was deleted") from e
+            except OSError as e:
+                if e.errno == errno.ENAMETOOLONG:
+                    raise KeyTooLong(str(e)) from e
+                raise
+            _fsync_dir(rec_dir)
+            if made:
+                _fsync_dir(os.path.dirname(rec_dir))
+            return created
+
+    def delete_record(self, space_id: str, kind: str, name: str, guard: Guard) -> bool:
+        """Unlink one record file after ``guard(space)``; True if it existed."""
+        rec_dir = self._records_dir(space_id, kind)
+        check_record(kind, name)
+        file_name = _record_file(name)
+        locks = self._space_locks(space_id)
+        with locks.write:
+            space = self._load_space(space_id)
+            guard(space)
+            if space is None or not _fits(file_name):
+                return False
+            try:
+                os.unlink(os.path.join(rec_dir, file_name))
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            _fsync_dir(rec_dir)
+            return True
+
+    def list_records(self, space_id: str, kind: str, guard: Guard) -> list[tuple[str, bytes]]:
+        """Every record of ``kind``, sorted by name, after ``guard``; temp and foreign files skipped."""
+        rec_dir = self._records_dir(space_id, kind)
+        space = self._load_space(space_id)
+        guard(space)
+        if space is None:
+            return []
+        try:
+            entries = list(os.scandir(rec_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        found: list[tuple[str, bytes]] = []
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.name.endswith(RECORD_SUFFIX):
+                continue
+            name = unquote(entry.name[: -len(RECORD_SUFFIX)])
+            if not name or _record_file(name) != entry.name:
+                continue  # not a name we would have written: get_records could never find it
+            data = _read_record(entry.path)
+            if data is not None:
+                found.append((name, data))
+        found.sort(key=lambda item: item[0])
+        return found

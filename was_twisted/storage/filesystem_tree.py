@@ -1,0 +1,188 @@
+"""The filesystem backend's tree: where each file lives, per-space locks, atomic replaces.
+
+``FilesystemTree`` holds what the backend (``filesystem.py``) and its
+records (``filesystem_records.py``) share: the directory layout, the locks
+that make a guard and its write atomic, and the temp-file-fsync-rename
+write that readers and crashes see whole or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from typing import IO
+from urllib.parse import quote
+
+from was_twisted.storage.base import (
+    DEFAULT_CONTENT_TYPE,
+    SpaceRecord,
+    StorageError,
+    check_record,
+)
+
+_CHUNK = 64 * 1024
+_NAME_MAX = 255
+_TMP_PREFIX = ".tmp-"
+_META = "_meta.json"
+_DATA_SUFFIX = ".data"
+_META_SUFFIX = ".meta"
+
+
+def _check_space_id(space_id: str) -> None:
+    """Refuse ids that would escape ``spaces/`` or hide as a dot-file (a backstop: the caller validated)."""
+    if not space_id or "/" in space_id or "\\" in space_id or "\0" in space_id or space_id.startswith("."):
+        raise ValueError(f"unsafe space id {space_id!r}")
+
+
+def _fits(name: str) -> bool:
+    """Whether a file name fits the common 255-byte limit (so we refuse early, not mid-write)."""
+    return len(os.fsencode(name)) <= _NAME_MAX
+
+
+def _resource_stem(path: str) -> str:
+    """The file name stem for a resource path, as the existing server quotes it."""
+    if not path.startswith("/"):
+        raise ValueError(f"resource path must start with '/': {path!r}")
+    return quote(path, safe="")
+
+
+def _etag(st: os.stat_result) -> str:
+    """A strong etag from mtime and size; each write sets a fresh mtime (see ``_stamp``)."""
+    return f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+
+
+def _fsync_dir(path: str) -> None:
+    """Make renames and unlinks in ``path`` durable; a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _read_json(path: str) -> object:
+    """A JSON file's document (``FileNotFoundError`` passes through; other failures are ``ValueError``)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    return json.loads(raw.decode("utf-8"))
+
+
+def _stored_content_type(meta_path: str) -> str | None:
+    """The type a ``.meta`` holds, or ``None`` when it is missing, unreadable or malformed."""
+    try:
+        doc = _read_json(meta_path)
+    except (OSError, ValueError):
+        return None
+    if isinstance(doc, dict):
+        ct = doc.get("content_type")
+        if isinstance(ct, str) and ct:
+            return ct
+    return None
+
+
+def _read_content_type(meta_path: str) -> str:
+    """The type to serve: the stored one, or the default when the ``.meta`` is missing (as the old server)."""
+    return _stored_content_type(meta_path) or DEFAULT_CONTENT_TYPE
+
+
+class _SpaceLocks:
+    """One space's locks: ``write`` spans guard to last rename; ``commit`` only the renames.
+
+    Readers take ``commit`` to open ``.data`` and read ``.meta`` as one pair,
+    so they never wait behind a long body copy yet never pair bytes with
+    another write's type.  Weak-referenceable, so idle spaces cost nothing.
+    """
+
+    __slots__ = ("write", "commit", "__weakref__")
+
+    def __init__(self) -> None:
+        self.write = threading.Lock()
+        self.commit = threading.Lock()
+
+
+class FilesystemTree:
+    """The tree under ``root`` and its locks."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self._root = os.fspath(root)
+        self._spaces_dir = os.path.join(self._root, "spaces")
+        os.makedirs(self._spaces_dir, exist_ok=True)
+        self._locks_lock = threading.Lock()
+        self._locks: weakref.WeakValueDictionary[str, _SpaceLocks] = weakref.WeakValueDictionary()
+        self._stamp_lock = threading.Lock()
+        self._last_stamp = 0
+
+    # -- helpers ---------------------------------------------------------
+
+    def _space_locks(self, space_id: str) -> _SpaceLocks:
+        """One space's locks; they live while someone references them, so keep the result in a local."""
+        with self._locks_lock:
+            locks = self._locks.get(space_id)
+            if locks is None:
+                locks = _SpaceLocks()
+                self._locks[space_id] = locks
+            return locks
+
+    def _stamp(self) -> int:
+        """A strictly increasing mtime, so two same-size writes in one clock tick differ in etag."""
+        with self._stamp_lock:
+            self._last_stamp = max(time.time_ns(), self._last_stamp + 1)
+            return self._last_stamp
+
+    def _space_dir(self, space_id: str) -> str:
+        _check_space_id(space_id)
+        return os.path.join(self._spaces_dir, space_id)
+
+    def _resources_dir(self, space_id: str) -> str:
+        return os.path.join(self._space_dir(space_id), "resources")
+
+    def _records_dir(self, space_id: str, kind: str) -> str:
+        check_record(kind)
+        return os.path.join(self._space_dir(space_id), kind)
+
+    def _load_space(self, space_id: str) -> SpaceRecord | None:
+        """Read ``_meta.json``; ``None`` if absent, ``StorageError`` if present but unreadable."""
+        if not _fits(space_id):
+            return None
+        meta = os.path.join(self._space_dir(space_id), _META)
+        try:
+            doc = _read_json(meta)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            raise StorageError(f"cannot read {meta}: {e}") from e
+        if not isinstance(doc, dict) or "controller" not in doc:
+            raise StorageError(f"{meta} is not a space document")
+        return SpaceRecord.from_json(space_id, doc)
+
+    @contextlib.contextmanager
+    def _temp_file(self, directory: str) -> Iterator[tuple[IO[bytes], str]]:
+        """A temp file in ``directory`` (so the rename stays on one file system); removed unless renamed."""
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=_TMP_PREFIX)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                yield f, tmp
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def _replace_atomically(self, target: str, data: bytes) -> None:
+        """Write a small file whole: temp file, fsync, rename."""
+        directory = os.path.dirname(target)
+        with self._temp_file(directory) as (f, tmp):
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+            os.replace(tmp, target)
