@@ -8,42 +8,19 @@ its dependencies first: ``npm ci --prefix tests/js``.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .processes import REPO, WasProcess
-
-JS_DIR = REPO / "tests" / "js"
-DRIVER = JS_DIR / "drive.mjs"
-NODE_TIMEOUT = 60.0
-
-
-def _require(ok: bool, missing: str) -> None:
-    """Skip locally, but fail under CI (which must have run ``npm ci``)."""
-    if ok:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {missing}; CI must run: npm ci --prefix tests/js")
-    pytest.skip("run: npm ci --prefix tests/js")
+from .jsdriver import node_with, run_driver
+from .processes import WasProcess
 
 
 @pytest.fixture
 def node() -> str:
     """Path to ``node``, with the npm client installed in ``tests/js/node_modules``."""
-    path = shutil.which("node")
-    _require(path is not None, "node is not on PATH")
-    _require(
-        (JS_DIR / "node_modules" / "@wallet.storage" / "fetch-client").is_dir(),
-        "tests/js/node_modules is missing",
-    )
-    assert path is not None
-    return path
+    return node_with("@wallet.storage/fetch-client")
 
 
 @pytest.fixture
@@ -61,44 +38,6 @@ def js_server(tmp_path: Path) -> Iterator[WasProcess]:
 
 def test_js_fetch_client_round_trip(node: str, js_server: WasProcess) -> None:
     """The npm client's signed requests are accepted and every driver check passes."""
-    try:
-        proc = subprocess.run(
-            [node, str(DRIVER), js_server.url],
-            cwd=str(JS_DIR),
-            capture_output=True,
-            text=True,
-            timeout=NODE_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout
-        pytest.fail(
-            f"node drive.mjs timed out after {NODE_TIMEOUT}s\nstdout:\n{out}\n"
-            f"server log:\n{js_server.log_path.read_text(errors='replace')}"
-        )
-
-    checks = []
-    bad_lines = []
-    for line in proc.stdout.splitlines():
-        try:
-            checks.append(json.loads(line))
-        except ValueError:
-            bad_lines.append(line)
-    failed = [c for c in checks if c.get("ok") is not True]
-
-    def explain() -> str:
-        return (
-            f"exit code {proc.returncode}\n"
-            + "\n".join(json.dumps(c, ensure_ascii=False) for c in failed or checks)
-            + (f"\nnon-JSON stdout:\n{chr(10).join(bad_lines)}" if bad_lines else "")
-            + f"\nstderr:\n{proc.stderr}"
-            + f"\nserver log:\n{js_server.log_path.read_text(errors='replace')}"
-        )
-
-    assert checks, explain()
-    assert not failed, explain()
-    assert not bad_lines, explain()
-    assert proc.returncode == 0, explain()
-    names = {c["check"] for c in checks}
-    assert "unsigned GET of a resource -> 404" in names, explain()
-    assert "DELETE space -> 204" in names, explain()
+    run_driver(node, "drive.mjs", js_server).assert_all_passed(
+        js_server, {"unsigned GET of a resource -> 404", "DELETE space -> 204"}
+    )

@@ -10,22 +10,14 @@ line per check.  Install its dependencies first: ``npm ci --prefix tests/js``.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from .conftest import backend_env
-from .processes import REPO, WasProcess
-
-JS_DIR = REPO / "tests" / "js"
-DRIVER = JS_DIR / "zcap_e2e.mjs"
-NODE_TIMEOUT = 60.0
+from .jsdriver import node_with, run_driver
+from .processes import WasProcess
 
 #: Every check the driver must report (a check that silently stops running is a failure too).
 EXPECTED = frozenset(
@@ -91,27 +83,15 @@ EXPECTED = frozenset(
 )
 
 
-def _require(ok: bool, missing: str) -> None:
-    """Skip locally, but fail under CI (which must have run ``npm ci``)."""
-    if ok:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {missing}; CI must run: npm ci --prefix tests/js")
-    pytest.skip("run: npm ci --prefix tests/js")
-
-
 @pytest.fixture
 def node() -> str:
     """Path to ``node``, with the zCap libraries installed in ``tests/js/node_modules``."""
-    path = shutil.which("node")
-    _require(path is not None, "node is not on PATH")
-    for package in ("ezcap", "http-signature-zcap-invoke", "ed25519-signature-2020", "zcap"):
-        _require(
-            (JS_DIR / "node_modules" / "@digitalbazaar" / package).is_dir(),
-            "tests/js/node_modules is missing",
+    return node_with(
+        *(
+            f"@digitalbazaar/{p}"
+            for p in ("ezcap", "http-signature-zcap-invoke", "ed25519-signature-2020", "zcap")
         )
-    assert path is not None
-    return path
+    )
 
 
 @pytest.fixture(params=["filesystem", "memory", "s3-moto"])
@@ -128,50 +108,6 @@ def zcap_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WasP
         server.stop()
 
 
-def _run(node: str, server: WasProcess) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(
-            [node, str(DRIVER), server.url],
-            cwd=str(JS_DIR),
-            capture_output=True,
-            text=True,
-            timeout=NODE_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout
-        pytest.fail(
-            f"node zcap_e2e.mjs timed out after {NODE_TIMEOUT}s\nstdout:\n{out}\n"
-            f"server log:\n{server.log_path.read_text(errors='replace')}"
-        )
-
-
 def test_zcap_delegation_end_to_end(node: str, zcap_server: WasProcess) -> None:
     """Every driver check passes, and every expected check ran."""
-    proc = _run(node, zcap_server)
-    checks: list[dict[str, Any]] = []
-    bad_lines = []
-    for line in proc.stdout.splitlines():
-        try:
-            checks.append(json.loads(line))
-        except ValueError:
-            bad_lines.append(line)
-    failed = [c for c in checks if c.get("ok") is not True]
-    names = {str(c.get("check")) for c in checks}
-    missing = sorted(EXPECTED - names)
-
-    def explain() -> str:
-        return (
-            f"backend {zcap_server.backend}, exit code {proc.returncode}\n"
-            + (f"missing checks: {missing}\n" if missing else "")
-            + "\n".join(json.dumps(c, ensure_ascii=False) for c in failed or checks)
-            + (f"\nnon-JSON stdout:\n{chr(10).join(bad_lines)}" if bad_lines else "")
-            + f"\nstderr:\n{proc.stderr}"
-            + f"\nserver log:\n{zcap_server.log_path.read_text(errors='replace')}"
-        )
-
-    assert checks, explain()
-    assert not failed, explain()
-    assert not missing, explain()
-    assert not bad_lines, explain()
-    assert proc.returncode == 0, explain()
+    run_driver(node, "zcap_e2e.mjs", zcap_server).assert_all_passed(zcap_server, EXPECTED)

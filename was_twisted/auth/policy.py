@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from ..bodies import json_object
 from ..errors import InvalidRequestBody
 
 PUBLIC_CAN_READ = "PublicCanRead"
@@ -62,14 +63,7 @@ class Policy:
 
 def parse_policy(anchor: str, body: bytes) -> Policy:
     """Validate a policy document sent by a controller: a JSON object with a string ``type``."""
-    if len(body) > MAX_POLICY_BYTES:
-        raise InvalidRequestBody(f"A policy is at most {MAX_POLICY_BYTES} bytes.")
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidRequestBody("A policy must be a JSON object.") from None
-    if not isinstance(doc, dict):
-        raise InvalidRequestBody("A policy must be a JSON object.")
+    doc = json_object(body, limit=MAX_POLICY_BYTES, what="A policy")
     kind = doc.get("type")
     valid = (
         isinstance(kind, str)

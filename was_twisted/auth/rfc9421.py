@@ -24,7 +24,7 @@ from http_message_signatures import (
 )
 
 from was_twisted.auth.didkey import DidKeyError, did_for, public_key_for
-from was_twisted.auth.signatures import SignatureError, VerifiedSignature
+from was_twisted.auth.signatures import SignatureError, VerifiedSignature, check_window
 
 __all__ = ["verify_message_signature"]
 
@@ -103,14 +103,7 @@ def _integer_param(params: Mapping[str, Any], name: str) -> int:
 def _check_window(params: Mapping[str, Any], *, now: float, max_lifetime: int, skew: int) -> tuple[int, int]:
     created = _integer_param(params, "created")
     expires = _integer_param(params, "expires")
-    if expires < created:
-        raise SignatureError("The signature expires before it was created.")
-    if expires - created > max_lifetime:
-        raise SignatureError("The signature lifetime is too long.")
-    if expires + skew < now:
-        raise SignatureError("The signature has expired.")
-    if created - skew > now:
-        raise SignatureError("The signature was created in the future.")
+    check_window(created, expires, now=now, max_lifetime=max_lifetime, skew=skew)
     return created, expires
 
 

@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from was_twisted.auth.didkey import DidKeyError, did_for, public_key_for
 
 __all__ = [
+    "check_window",
     "ParsedSignature",
     "SignatureError",
     "VerifiedSignature",
@@ -114,6 +115,18 @@ def _parse_time(name: str, raw: str | None) -> int:
     return int(raw)
 
 
+def check_window(created: int, expires: int, *, now: float, max_lifetime: int, skew: int) -> None:
+    """The validity window every signature format shares: ordered, bounded, current (within ``skew``)."""
+    if expires < created:
+        raise SignatureError("The signature expires before it was created.")
+    if expires - created > max_lifetime:
+        raise SignatureError("The signature lifetime is too long.")
+    if expires + skew < now:
+        raise SignatureError("The signature has expired.")
+    if created - skew > now:
+        raise SignatureError("The signature was created in the future.")
+
+
 def _decode_signature(text: str) -> bytes:
     """Decode standard or URL-safe base64, padded or not, into exactly 64 bytes."""
     stripped = text.rstrip("=")
@@ -158,14 +171,7 @@ def verify_authorization(
 
     created = _parse_time("created", parsed.created)
     expires = _parse_time("expires", parsed.expires)
-    if expires < created:
-        raise SignatureError("The signature expires before it was created.")
-    if expires - created > max_lifetime:
-        raise SignatureError("The signature lifetime is too long.")
-    if expires + skew < now:
-        raise SignatureError("The signature has expired.")
-    if created - skew > now:
-        raise SignatureError("The signature was created in the future.")
+    check_window(created, expires, now=now, max_lifetime=max_lifetime, skew=skew)
 
     try:
         public_key = public_key_for(parsed.key_id)

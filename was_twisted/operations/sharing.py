@@ -16,6 +16,7 @@ from typing import BinaryIO
 from ..auth.didkey import did_for
 from ..auth.policy import SPACE_ANCHOR, parse_policy
 from ..auth.zcap import VerifiedChain, ZcapError, target_covers
+from ..bodies import json_object
 from ..errors import InvalidRequestBody, NotFound
 from ..ids import check_space_id
 from ..storage.base import SpaceRecord
@@ -112,15 +113,8 @@ class SharingOperations(OperationsBase):
         check_space_id(space_id)
         invocation = await self.invocation(call)
         raw = body if isinstance(body, bytes) else body.read(MAX_REVOCATION_BODY + 1)
-        if len(raw) > MAX_REVOCATION_BODY:
-            raise InvalidRequestBody("The capability is too large.")
         await self.check_digest(call, raw)
-        try:
-            capability = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise InvalidRequestBody("The body must be the capability to revoke, as JSON.") from None
-        if not isinstance(capability, dict):
-            raise InvalidRequestBody("The body must be the capability to revoke, as JSON.")
+        capability = json_object(raw, limit=MAX_REVOCATION_BODY, what="The capability to revoke")
         if capability.get("id") != revocation_id:
             raise InvalidRequestBody(
                 "The capability's id must be the revocation id in the URL.", pointer="#/id"

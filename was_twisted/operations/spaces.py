@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 
+from ..bodies import json_object
 from ..errors import InvalidId, InvalidRequestBody, MissingAuthorization, SpaceExists
 from ..ids import check_space_id
 from ..storage.base import SpaceRecord
@@ -44,14 +44,7 @@ def describe_space(record: SpaceRecord) -> dict[str, object]:
 
 def parse_space_body(body: bytes, space_id: str | None) -> SpaceBody:
     """Validate ``{"id"?, "controller", "name"?}``; ``id`` must name ``space_id`` if given."""
-    if len(body) > MAX_SPACE_BODY:
-        raise InvalidRequestBody("The space description is too large.")
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidRequestBody("The body must be a JSON object.") from None
-    if not isinstance(doc, dict):
-        raise InvalidRequestBody("The body must be a JSON object.")
+    doc = json_object(body, limit=MAX_SPACE_BODY, what="The space description")
     controller = doc.get("controller")
     if not isinstance(controller, str) or not controller.startswith("did:") or len(controller) > 2048:
         raise InvalidRequestBody("'controller' must be a DID.", pointer="#/controller")
