@@ -19,6 +19,8 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from twisted.logger import Logger
+
 from ..errors import ControllerMismatch, Forbidden, MissingAuthorization, NotFound
 from ..storage.base import SpaceRecord
 from .didkey import did_for
@@ -26,6 +28,7 @@ from .policy import Policy
 from .zcap import CapabilityInvocation, VerifiedChain, ZcapError, root_target, target_covers
 
 _NOT_FOUND = "Resource not found or insufficient authorization."
+_log = Logger("was_twisted.auth")
 
 #: What a lazy policy lookup returns: the most specific policy that exists, or ``None``.
 PolicyLookup = Callable[[], "Policy | None"]
@@ -216,8 +219,17 @@ def authorize(
     if target.exists and target.controller is not None:
         try:
             return _check_capability(invocation, method, target, now, rules.skew, revocations or {})
-        except _Shortfall:
-            pass
+        except _Shortfall as short:
+            # Clients only ever see "not found"; an operator asking why a signed request was
+            # refused finds it here (unsigned ones are the common, uninteresting case).
+            if invocation.signer is not None:
+                _log.debug(
+                    "{method} {url}: refused {signer}: {reason}",
+                    method=method,
+                    url=target.url,
+                    signer=invocation.signer,
+                    reason=short.reason,
+                )
         if action_for(method) == "GET" and policy is not None:
             found = policy()
             if found is not None:
@@ -234,12 +246,20 @@ def authorize(
     raise NotFound(_NOT_FOUND)
 
 
-def space_target(url: str, scope: str, space: SpaceRecord | None, **kw: object) -> Target:
+def space_target(
+    url: str,
+    scope: str,
+    space: SpaceRecord | None,
+    *,
+    also_root: frozenset[str] = frozenset(),
+    controller_only: bool = False,
+) -> Target:
     """The ``Target`` for an action on an existing (or absent) space or something in it."""
     return Target(
         url=url,
         scope=scope,
         controller=space.controller if space is not None else None,
         exists=space is not None,
-        **kw,  # type: ignore[arg-type]
+        also_root=also_root,
+        controller_only=controller_only,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar
 from urllib.parse import quote, urlsplit
 
 from twisted.internet.interfaces import IReactorTime
@@ -216,13 +216,20 @@ class OperationsBase:
         revocations: Mapping[str, bytes] | None = None,
         policy: Callable[[], Policy | None] | None = None,
         public_by_default: bool = False,
-        **target: Any,
+        also_root: frozenset[str] = frozenset(),
+        controller_only: bool = False,
     ) -> None:
         """``authorize`` for an action on space ``space_id`` (or something in it); raises when no."""
         authorize(
             invocation,
             call.method.upper(),
-            space_target(call.url, self.scope_of(call, space_id), space, **target),
+            space_target(
+                call.url,
+                self.scope_of(call, space_id),
+                space,
+                also_root=also_root,
+                controller_only=controller_only,
+            ),
             self.rules,
             now=self.now(),
             revocations=revocations,
