@@ -9,15 +9,16 @@ right after the read, with the lookups (revocations, policies) they need.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO, TypeVar
-from urllib.parse import quote, urlsplit
+from typing import BinaryIO
+from urllib.parse import quote
 
 from twisted.internet.interfaces import IReactorTime
 
 from ..auth.authenticate import SignedRequest, authenticate
-from ..auth.authorize import Invocation, Rules, Target, action_for, authorize, space_target
+from ..auth.authorize import Invocation, Rules, Target, authorize, space_target
 from ..auth.chains import ChainVerifier
 from ..auth.digest import DigestError, body_digests, check_file
 from ..auth.policy import Policy, anchors_for, most_specific
@@ -26,8 +27,6 @@ from ..config import Settings
 from ..errors import InvalidDigest
 from ..storage.base import Backend, SpaceRecord
 from ..storage.threaded import AsyncStorage, Runner, run_inline
-
-T = TypeVar("T")
 
 #: Bodies up to this size are hashed on the reactor; larger ones in the storage pool.
 INLINE_DIGEST = 256 * 1024
@@ -61,10 +60,6 @@ class Call:
     def url(self) -> str:
         """The absolute invocation target: origin, path as sent, query."""
         return self.base + self.targets[0]
-
-    @property
-    def action(self) -> str:
-        return action_for(self.method)
 
 
 def space_url(space_id: str) -> str:
@@ -121,7 +116,7 @@ class OperationsBase:
             method=call.method,
             targets=call.targets,
             url=call.url,
-            host=urlsplit(base).netloc,
+            host=base.partition("://")[2],
             headers=call.headers,
             has_body=_has_body(call),
         )
@@ -170,12 +165,7 @@ class OperationsBase:
             if self.settings.require_digest or invoking:
                 raise InvalidDigest("This request needs a Digest header for its body.")
             return
-        if isinstance(body, bytes):
-            from io import BytesIO
-
-            stream: BinaryIO = BytesIO(body)
-        else:
-            stream = body
+        stream: BinaryIO = io.BytesIO(body) if isinstance(body, bytes) else body
         size = _size_of(stream)
         try:
             if size <= INLINE_DIGEST:
