@@ -342,6 +342,10 @@ async def test_linksets(api: Api, alice: Ed25519Signer) -> None:
         assert r.code == 404
         r = await api.http.put(BASE + lpath, data=b"{}", headers=sign(alice, "PUT", lpath))
         assert r.code == 409 and json.loads(await body_of(r))["type"] == SPEC + "reserved-id"
+    # A container whose name needs escaping is anchored by its URL, escaped once.
+    lpath = f"{spath}/my%20notes/linkset"
+    r = await api.http.get(BASE + lpath, headers=sign(alice, "GET", lpath))
+    assert json.loads(await body_of(r))["linkset"][0]["anchor"] == f"{spath}/my%20notes"
     # Deeper, 'linkset' is a resource name like any other.
     deep = f"{spath}/a/b/linkset"
     r = await api.http.put(BASE + deep, data=b"mine", headers=sign(alice, "PUT", deep))

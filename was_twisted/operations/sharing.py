@@ -20,7 +20,7 @@ from ..bodies import json_object
 from ..errors import InvalidRequestBody, NotFound
 from ..ids import check_space_id
 from ..storage.base import SpaceRecord
-from .base import Call, OperationsBase, space_url
+from .base import Call, OperationsBase, resource_url, space_url
 
 POLICY_REL = "https://wallet.storage/spec#policy"
 MAX_REVOCATION_BODY = 256 * 1024
@@ -29,7 +29,7 @@ REVOCATIONS_PATH = "/zcaps/revocations/"
 
 def linkset(space_id: str, anchor: str) -> dict[str, object]:
     """The RFC 9264 linkset of a space (``/``) or a container: where its policy lives."""
-    base = space_url(space_id) + ("" if anchor == SPACE_ANCHOR else anchor)
+    base = space_url(space_id) if anchor == SPACE_ANCHOR else resource_url(space_id, anchor)
     return {
         "linkset": [{"anchor": base, POLICY_REL: [{"href": base + "/policy", "type": "application/json"}]}]
     }

@@ -79,8 +79,16 @@ def _call(request: IRequest, raw_path: str, query: str | None, decoded: str, ori
     method = request.method.decode("ascii")
     raw_with_query = raw_path if query is None else f"{raw_path}?{query}"
     targets = (raw_with_query, raw_path) if "?" in decoded else (raw_with_query, raw_path, decoded)
+    content = request.content
+    has_body = content is not None and content.seek(0, 2) > 0
+    if content is not None:
+        content.seek(0)
     return Call(
-        method=method, targets=targets, headers=HeaderView(request), origin=origin or _base_url(request)
+        method=method,
+        targets=targets,
+        headers=HeaderView(request),
+        origin=origin or _base_url(request),
+        has_body=has_body,
     )
 
 
