@@ -6,6 +6,7 @@ an operator never finds out about a typo from a failing request.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -39,6 +40,10 @@ class Settings:
     #: The origin clients reach us at (``https://storage.example.com``); ``""``: from each request.
     public_url: str = ""
     require_digest: bool = False
+    #: Origins browsers may call from: ``("*",)`` any (the default), ``()`` CORS off.
+    cors_origins: tuple[str, ...] = ("*",)
+    #: Proxies whose forwarded headers count (normalized networks, ``127.0.0.0/8``); ``()``: none.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -92,6 +97,64 @@ def _public_url(env: Mapping[str, str]) -> str:
     return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
+def _cors_origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    """``WAS_CORS_ORIGINS``: ``*`` (default), ``off``, or origins separated by commas or spaces.
+
+    Each origin is kept as browsers send ``Origin``: lower case, without a
+    default port, so a configured ``https://Wallet.example:443`` still matches.
+    """
+    raw = env.get("WAS_CORS_ORIGINS", "").strip()
+    if raw in ("", "*"):
+        return ("*",)
+    if raw.lower() == "off":
+        return ()
+    origins: list[str] = []
+    for item in raw.replace(",", " ").split():
+        parts = urlsplit(item)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if (
+            not item.isascii()
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or port == -1
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or "@" in parts.netloc
+            or item.endswith(("?", "#", ":"))
+        ):
+            raise ConfigError(
+                "WAS_CORS_ORIGINS must be *, off, or origins such as https://wallet.example "
+                f"separated by commas or spaces, not {item!r}."
+            )
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        default = {"http": 80, "https": 443}[parts.scheme]
+        origin = f"{parts.scheme}://{host}" + ("" if port in (None, default) else f":{port}")
+        if origin not in origins:
+            origins.append(origin)
+    return tuple(origins)
+
+
+def _trusted_proxies(env: Mapping[str, str]) -> tuple[str, ...]:
+    """``WAS_TRUSTED_PROXIES``: IPv4 or IPv6 addresses or CIDRs separated by commas or spaces."""
+    raw = env.get("WAS_TRUSTED_PROXIES", "")
+    networks: list[str] = []
+    for item in raw.replace(",", " ").split():
+        try:
+            network = str(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(
+                "WAS_TRUSTED_PROXIES must be IP addresses or CIDRs such as 10.0.0.0/8 or fd00::/8 "
+                f"separated by commas or spaces, not {item!r}."
+            ) from None
+        if network not in networks:
+            networks.append(network)
+    return tuple(networks)
+
+
 def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate ``WAS_*`` variables (the existing server's names where it has them)."""
     env = os.environ if env is None else env
@@ -122,4 +185,6 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_upload=_int(env, "WAS_MAX_UPLOAD_BYTES", 1 << 30, 0, 5 * (1 << 40)),
         public_url=_public_url(env),
         require_digest=_flag(env, "WAS_REQUIRE_DIGEST", False),
+        cors_origins=_cors_origins(env),
+        trusted_proxies=_trusted_proxies(env),
     )

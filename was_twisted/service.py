@@ -19,21 +19,35 @@ from twisted.web.server import Site
 
 from .config import ConfigError, Settings
 from .operations import Operations
+from .ready import Readiness, ReadinessService
 from .storage.base import Backend
 from .storage.threaded import AsyncStorage, PoolRunner, PoolService, run_inline
 from .web.app import WASApp
 from .web.limits import bounded_request_factory
+from .web.proxy import TrustedProxies, access_log_formatter
 
 
 class WASSite(Site):
-    """A ``Site`` whose access log can be switched off (it costs 30-80 us a request)."""
+    """A ``Site`` whose access log can be switched off (it costs 30-80 us a request).
+
+    Behind trusted proxies the log line names the client, not the proxy.
+    """
 
     #: Seconds an idle connection is kept (Twisted's default is 12 hours).
     IDLE_TIMEOUT = 120
 
-    def __init__(self, resource: Any, access_log: bool, max_upload: int = 1 << 30) -> None:
+    def __init__(
+        self,
+        resource: Any,
+        access_log: bool,
+        max_upload: int = 1 << 30,
+        trusted: TrustedProxies | None = None,
+    ) -> None:
         super().__init__(
-            resource, requestFactory=bounded_request_factory(max_upload), timeout=self.IDLE_TIMEOUT
+            resource,
+            requestFactory=bounded_request_factory(max_upload),
+            timeout=self.IDLE_TIMEOUT,
+            logFormatter=access_log_formatter(trusted) if trusted else None,
         )
         self.access_log = access_log
         self.displayTracebacks = False
@@ -119,6 +133,15 @@ def _where(settings: Settings) -> str:
     return "in memory, gone at exit"
 
 
+def storage_readiness(
+    backend: Backend, reactor: Any, runner: PoolRunner | None = None, max_backlog: int = 0
+) -> Readiness:
+    """``/ready`` over ``backend``: ping in the pool (inline without one); a full backlog is not ready."""
+    if runner is None:
+        return Readiness(lambda: run_inline(backend.ping), reactor)
+    return Readiness(lambda: runner(backend.ping), reactor, lambda: runner.in_flight >= max_backlog)
+
+
 def build_service(settings: Settings, reactor: Any, endpoints: list[str]) -> MultiService:
     """The whole server as a ``MultiService``; raises ``ConfigError`` for unusable settings."""
     shared = [e for e in endpoints if e.split(":", 1)[0] == "reuseport"]
@@ -131,10 +154,13 @@ def build_service(settings: Settings, reactor: Any, endpoints: list[str]) -> Mul
     backend = make_backend(settings)
     if settings.backend == "memory":
         storage = AsyncStorage(backend, run_inline)
+        readiness = storage_readiness(backend, reactor)
     else:
         pool = PoolService("was-storage", settings.threads)
         pool.setServiceParent(top)
-        storage = AsyncStorage(backend, PoolRunner(reactor, pool.pool, settings.max_backlog))
+        runner = PoolRunner(reactor, pool.pool, settings.max_backlog)
+        storage = AsyncStorage(backend, runner)
+        readiness = storage_readiness(backend, reactor, runner, settings.max_backlog)
         if settings.backend == "s3":
             ReindexService(backend, reactor, pool.pool).setServiceParent(top)
     log.info(
@@ -150,10 +176,16 @@ def build_service(settings: Settings, reactor: Any, endpoints: list[str]) -> Mul
     verify_runner = PoolRunner(reactor, zcap_pool.pool, settings.max_backlog)
     if not settings.public_url:
         log.info("was: WAS_PUBLIC_URL is not set; capability targets use each request's Host and scheme")
+    if settings.trusted_proxies:
+        log.info("was: forwarded headers count from {proxies}", proxies=", ".join(settings.trusted_proxies))
     operations = Operations(storage, settings, reactor, verify_runner=verify_runner)
-    api = WASApp(operations, settings.backend)
-    site = WASSite(api.resource(), settings.access_log, settings.max_upload)
+    api = WASApp(operations, settings.backend, readiness)
+    trusted = TrustedProxies(settings.trusted_proxies)
+    site = WASSite(api.resource(), settings.access_log, settings.max_upload, trusted)
     for description in endpoints:
         listener = strports.service(description, site, reactor=reactor)
         listener.setServiceParent(top)
+    # Last in the tree: ready once everything has started, draining as soon as shutdown begins.
+    ReadinessService(readiness).setServiceParent(top)
+    reactor.addSystemEventTrigger("before", "shutdown", readiness.drain)
     return top

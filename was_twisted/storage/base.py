@@ -235,6 +235,10 @@ class Backend(Protocol):
         """
         ...
 
+    def ping(self) -> None:
+        """Raise ``StorageError`` if storage cannot serve requests now: one cheap call, for ``/ready``."""
+        ...
+
     def close(self) -> None:
         """Release connections or handles."""
         ...

@@ -306,6 +306,11 @@ class FilesystemBackend(FilesystemRecords):
         found.sort(key=lambda item: item[0])
         return found
 
+    def ping(self) -> None:
+        """The data directory is still a directory this user may write (not unmounted, not read-only)."""
+        if not os.path.isdir(self._spaces_dir) or not os.access(self._spaces_dir, os.W_OK | os.X_OK):
+            raise StorageError(f"{self._spaces_dir} is not a writable directory")
+
     def close(self) -> None:
         """Nothing is held open between calls."""
 

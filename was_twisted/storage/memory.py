@@ -183,6 +183,9 @@ class MemoryBackend:
         items.sort(key=lambda item: item[0])
         return items
 
+    def ping(self) -> None:
+        """Memory is always there."""
+
     def close(self) -> None:
         """Nothing to release."""
 

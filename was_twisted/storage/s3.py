@@ -362,6 +362,15 @@ class S3Backend(S3Records):
         found.sort(key=lambda item: item[0])
         return found
 
+    def ping(self) -> None:
+        """One ListObjectsV2 of at most one key under the prefix: what ``check`` needs, nothing more."""
+        try:
+            self._s3(
+                self.client.list_objects_v2, Bucket=self.bucket, Prefix=f"{self.prefix}spaces/", MaxKeys=1
+            )
+        except ClientError as exc:
+            raise StorageError(f"ListObjectsV2 {self.prefix}spaces/: {_code(exc)}") from exc
+
     def close(self) -> None:
         self._side.shutdown(wait=False)
         self.client.close()

@@ -29,12 +29,16 @@ from ..errors import (
     NotFound,
     PayloadTooLarge,
     ReservedId,
+    Unavailable,
     WASError,
 )
 from ..ids import check_resource_path
 from ..operations import Call, Operations, classify, resource_url, space_url
+from ..ready import READY, Readiness
+from .cors import cors_resource
 from .limits import BoundedRequest
 from .problems import PROBLEM_JSON, internal_problem, problem_for
+from .proxy import TrustedProxies, request_forwarded
 from .streaming import send_body
 
 JSON = b"application/json"
@@ -142,12 +146,16 @@ def _not_modified(request: IRequest, etag: str | None) -> bool:
     return "*" in tags or etag in tags
 
 
-def _base_url(request: IRequest) -> str:
-    host = request.getHeader(b"host")
-    if not host:
-        return ""
+def _base_url(request: IRequest, trusted: TrustedProxies | None = None) -> str:
+    """The request's scheme and Host; from a trusted proxy, the ones its forwarded headers name."""
+    raw_host = request.getHeader(b"host")
+    host = raw_host.decode("latin-1") if raw_host else ""
     scheme = "https" if request.isSecure() else "http"
-    return f"{scheme}://{host.decode('latin-1')}"
+    if trusted:
+        seen = request_forwarded(request, trusted)
+        host = seen.host or host
+        scheme = seen.proto or scheme
+    return f"{scheme}://{host}" if host else ""
 
 
 def _problem(request: IRequest, error: WASError) -> bytes:
@@ -166,17 +174,21 @@ class WASApp:
     app = Klein()
     log = Logger()
 
-    def __init__(self, operations: Operations, backend_name: str) -> None:
+    def __init__(self, operations: Operations, backend_name: str, readiness: Readiness | None = None) -> None:
         self.operations = operations
         self.backend_name = backend_name
         self.public_url = operations.settings.public_url
+        self.trusted = TrustedProxies(operations.settings.trusted_proxies)
+        #: ``None``: always ready (an in-process app with no service tree around it).
+        self.readiness = readiness
 
     def _origin(self, request: IRequest) -> str:
-        """Where clients reach us: ``WAS_PUBLIC_URL``, else the request's scheme and Host."""
-        return self.public_url or _base_url(request)
+        """Where clients reach us: ``WAS_PUBLIC_URL``, else the scheme and Host (a trusted proxy's)."""
+        return self.public_url or _base_url(request, self.trusted)
 
     def resource(self) -> IResource:
-        return self.app.resource()
+        """Klein's resource behind the CORS layer (``WAS_CORS_ORIGINS``), so errors carry it too."""
+        return cors_resource(self.app.resource(), self.operations.settings.cors_origins)
 
     # -- errors --------------------------------------------------------------
 
@@ -217,7 +229,7 @@ class WASApp:
                 "version": __version__,
                 "spec": "https://wallet.storage/spec",
                 "profile": self.operations.settings.profile,
-                "links": {"spaces": "/spaces/", "health": "/health"},
+                "links": {"spaces": "/spaces/", "health": "/health", "ready": "/ready"},
             },
         )
 
@@ -225,6 +237,16 @@ class WASApp:
     def health(self, request: IRequest) -> bytes:
         self._only(request, ("GET", "HEAD"))
         return _json(request, {"status": "ok"})
+
+    @app.route("/ready")
+    async def ready(self, request: IRequest) -> bytes:
+        """Readiness for load balancers: 200, or 503 with why while starting, draining or storage is down."""
+        self._only(request, ("GET", "HEAD"))
+        verdict = READY if self.readiness is None else await self.readiness.check()
+        request.setHeader(b"cache-control", b"no-store")
+        if not verdict.ready:
+            raise Unavailable(verdict.reason, retry_after=1)
+        return _json(request, {"status": "ready"})
 
     @app.route("/<path:anything>")
     def unknown(self, request: IRequest, anything: str) -> bytes:
