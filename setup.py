@@ -23,6 +23,7 @@ setup(
         "pyld>=2.0.3",
         "http-message-signatures>=3.0",
         "http-sf>=1.4",
+        "prometheus_client>=0.20",
     ],
     extras_require={
         "s3": ["boto3>=1.35.50"],  # IfNoneMatch / IfMatch on PutObject

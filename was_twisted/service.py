@@ -18,12 +18,15 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web.server import Site
 
 from .config import ConfigError, Settings
+from .metrics import Metrics
 from .operations import Operations
 from .ready import Readiness, ReadinessService
+from .sdnotify import NotifyService
 from .storage.base import Backend
 from .storage.threaded import AsyncStorage, PoolRunner, PoolService, run_inline
 from .web.app import WASApp
 from .web.limits import bounded_request_factory
+from .web.metrics import MetricsSite, TimedResource
 from .web.proxy import TrustedProxies, access_log_formatter
 
 
@@ -142,7 +145,9 @@ def storage_readiness(
     return Readiness(lambda: runner(backend.ping), reactor, lambda: runner.in_flight >= max_backlog)
 
 
-def build_service(settings: Settings, reactor: Any, endpoints: list[str]) -> MultiService:
+def build_service(
+    settings: Settings, reactor: Any, endpoints: list[str], metrics_endpoint: str | None = None
+) -> MultiService:
     """The whole server as a ``MultiService``; raises ``ConfigError`` for unusable settings."""
     shared = [e for e in endpoints if e.split(":", 1)[0] == "reuseport"]
     if shared and settings.backend != "s3":
@@ -152,17 +157,24 @@ def build_service(settings: Settings, reactor: Any, endpoints: list[str]) -> Mul
         )
     top = MultiService()
     backend = make_backend(settings)
+    # Metrics only with --metrics: without it nothing is wrapped, timed or listened on.
+    metrics = Metrics() if metrics_endpoint else None
+    observer = metrics.observe_storage if metrics else None
     if settings.backend == "memory":
-        storage = AsyncStorage(backend, run_inline)
+        storage = AsyncStorage(backend, run_inline, observer)
         readiness = storage_readiness(backend, reactor)
     else:
         pool = PoolService("was-storage", settings.threads)
         pool.setServiceParent(top)
         runner = PoolRunner(reactor, pool.pool, settings.max_backlog)
-        storage = AsyncStorage(backend, runner)
+        storage = AsyncStorage(backend, runner, observer)
+        if metrics:
+            metrics.watch_pool(runner)
         readiness = storage_readiness(backend, reactor, runner, settings.max_backlog)
         if settings.backend == "s3":
             ReindexService(backend, reactor, pool.pool).setServiceParent(top)
+            if metrics:
+                metrics.watch_s3(backend)
     log.info(
         "was: {profile} profile, {backend} storage ({where}), listening on {endpoints}",
         profile=settings.profile,
@@ -174,6 +186,8 @@ def build_service(settings: Settings, reactor: Any, endpoints: list[str]) -> Mul
     zcap_pool = PoolService("was-zcap", 2)
     zcap_pool.setServiceParent(top)
     verify_runner = PoolRunner(reactor, zcap_pool.pool, settings.max_backlog)
+    if metrics:
+        metrics.watch_pool(verify_runner)
     if not settings.public_url:
         log.info("was: WAS_PUBLIC_URL is not set; capability targets use each request's Host and scheme")
     if settings.trusted_proxies:
@@ -181,11 +195,18 @@ def build_service(settings: Settings, reactor: Any, endpoints: list[str]) -> Mul
     operations = Operations(storage, settings, reactor, verify_runner=verify_runner)
     api = WASApp(operations, settings.backend, readiness)
     trusted = TrustedProxies(settings.trusted_proxies)
-    site = WASSite(api.resource(), settings.access_log, settings.max_upload, trusted)
+    resource = TimedResource(api.resource(), metrics) if metrics else api.resource()
+    site = WASSite(resource, settings.access_log, settings.max_upload, trusted)
     for description in endpoints:
         listener = strports.service(description, site, reactor=reactor)
         listener.setServiceParent(top)
+    if metrics and metrics_endpoint:
+        # Its own port: the log line "MetricsSite starting on N" gives the port actually bound.
+        strports.service(metrics_endpoint, MetricsSite(metrics), reactor=reactor).setServiceParent(top)
+        log.info("was: metrics at /metrics on {endpoint}", endpoint=metrics_endpoint)
     # Last in the tree: ready once everything has started, draining as soon as shutdown begins.
     ReadinessService(readiness).setServiceParent(top)
     reactor.addSystemEventTrigger("before", "shutdown", readiness.drain)
+    # After every listener: READY=1 to systemd once they are bound, STOPPING=1 first on shutdown.
+    NotifyService(f"was: serving on {', '.join(endpoints)}").setServiceParent(top)
     return top

@@ -13,7 +13,16 @@ DEFAULT_ENDPOINT = "tcp:8080"
 class Options(usage.Options):
     """Command-line options; storage and the rest come from ``WAS_*`` environment variables."""
 
-    synopsis = "[--listen ENDPOINT ...]"
+    synopsis = "[--listen ENDPOINT ...] [--metrics ENDPOINT]"
+    optParameters = [
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics on this Twisted endpoint, e.g. "
+            "tcp:9108:interface=127.0.0.1 (off by default).",
+        ],
+    ]
     longdesc = (
         "Serve Wallet Attached Storage. Storage is chosen by WAS_STORAGE_BACKEND "
         "(filesystem, the default, under WAS_STORAGE_ROOT_DIR; or memory); "
@@ -47,7 +56,9 @@ def makeService(options: Options) -> IService:
     from .service import build_service
 
     try:
-        return build_service(options["settings"], reactor, options["listen"])
+        return build_service(
+            options["settings"], reactor, options["listen"], metrics_endpoint=options["metrics"]
+        )
     except ConfigError as exc:
         raise SystemExit(f"was: {exc}") from None
 

@@ -10,6 +10,7 @@ in flight and sheds load with ``Unavailable`` past a limit.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO, Protocol, TypeVar
 
@@ -79,9 +80,17 @@ class PoolRunner:
         self._pool = pool
         self._max_backlog = max_backlog
         self.in_flight = 0
+        #: Calls refused because the backlog was full (exported as a metric).
+        self.shed = 0
+
+    @property
+    def pool(self) -> ThreadPool:
+        """The pool the calls run in (read by the metrics collector)."""
+        return self._pool
 
     def __call__(self, f: Callable[..., T], *args: Any) -> defer.Deferred[T]:
         if self.in_flight >= self._max_backlog:
+            self.shed += 1
             return defer.fail(Unavailable("The server is busy; retry shortly.", retry_after=1))
         self.in_flight += 1
         d: defer.Deferred[T] = deferToThreadPool(self._reactor, self._pool, f, *args)
@@ -162,15 +171,33 @@ def _translate(exc: BaseException) -> BaseException:
     return exc
 
 
-class AsyncStorage:
-    """The contract the operations use: one awaitable per backend call."""
+def _operation_of(f: Callable[..., Any]) -> str:
+    """``write_resource`` for a function defined inside ``ResourceOperations.write_resource``."""
+    parts = getattr(f, "__qualname__", "run").split(".<locals>.")
+    return parts[-2].rsplit(".", 1)[-1] if len(parts) > 1 else parts[-1].rsplit(".", 1)[-1]
 
-    def __init__(self, backend: Backend, run: Runner) -> None:
+
+class StorageObserver(Protocol):
+    """Told of every storage call: its operation name, seconds taken and outcome (ok, error, refused)."""
+
+    def __call__(self, operation: str, seconds: float, outcome: str) -> None: ...
+
+
+class AsyncStorage:
+    """The contract the operations use: one awaitable per backend call.
+
+    ``observer``, when given, times each call (metrics); without one a call costs nothing extra.
+    """
+
+    def __init__(self, backend: Backend, run: Runner, observer: StorageObserver | None = None) -> None:
         self.backend = backend
         self._run = run
         self._inline = run is run_inline
+        self._observer = observer
 
-    async def _call(self, f: Callable[..., T], *args: Any) -> T:
+    async def _call(self, operation: str, f: Callable[..., T], *args: Any) -> T:
+        if self._observer is not None:
+            return await self._observed(operation, f, *args)
         try:
             if self._inline:
                 # No Deferred at all: a backend that never blocks is just a function call.
@@ -179,27 +206,51 @@ class AsyncStorage:
         except StorageError as exc:
             raise _translate(exc) from exc
 
+    async def _observed(self, operation: str, f: Callable[..., T], *args: Any) -> T:
+        """``_call`` timed: a backend failure or shed call is an error; a guard's refusal is refused."""
+        assert self._observer is not None
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = f(*args) if self._inline else await self._run(f, *args)
+            outcome = "ok"
+            return result
+        except StorageError as exc:
+            raise _translate(exc) from exc
+        except Unavailable:
+            raise
+        except Exception:
+            outcome = "refused"
+            raise
+        finally:
+            self._observer(operation, time.perf_counter() - started, outcome)
+
     async def get_space(self, space_id: str) -> SpaceRecord | None:
-        return await self._call(self.backend.get_space, space_id)
+        return await self._call("get_space", self.backend.get_space, space_id)
 
     async def put_space(self, space_id: str, build: Builder) -> tuple[bool, SpaceRecord]:
-        return await self._call(self.backend.put_space, space_id, build)
+        return await self._call("put_space", self.backend.put_space, space_id, build)
 
     async def delete_space(self, space_id: str, guard: Guard) -> bool:
-        return await self._call(self.backend.delete_space, space_id, guard)
+        return await self._call("delete_space", self.backend.delete_space, space_id, guard)
 
     async def list_spaces(self, controller: str) -> list[str]:
-        return await self._call(self.backend.list_spaces, controller)
+        return await self._call("list_spaces", self.backend.list_spaces, controller)
 
     async def run(self, f: Callable[..., T], *args: Any) -> T:
-        """Run a composite of backend calls (lookups, then an action) as one call: one pool hop."""
-        return await self._call(f, *args)
+        """Run a composite of backend calls (lookups, then an action) as one call: one pool hop.
+
+        Its operation label (metrics) is the operation that built it, e.g. ``write_resource``.
+        """
+        return await self._call(_operation_of(f), f, *args)
 
     async def read_resource(
         self, space_id: str, path: str, with_body: bool = True, guard: ReadGuard | None = None
     ) -> tuple[SpaceRecord | None, ResourceInfo | None, AsyncBody | None]:
         """The space, and the resource's metadata and open body (``None`` when absent; empty for a HEAD)."""
-        space, resource = await self._call(_read_small, self.backend, space_id, path, with_body, guard)
+        space, resource = await self._call(
+            "read_resource", _read_small, self.backend, space_id, path, with_body, guard
+        )
         if resource is None:
             return space, None, None
         return space, resource.info, AsyncBody(resource.body, self._run)
@@ -207,24 +258,26 @@ class AsyncStorage:
     async def write_resource(
         self, space_id: str, path: str, body: BinaryIO, content_type: str, guard: Guard
     ) -> ResourceInfo:
-        return await self._call(self.backend.write_resource, space_id, path, body, content_type, guard)
+        return await self._call(
+            "write_resource", self.backend.write_resource, space_id, path, body, content_type, guard
+        )
 
     async def delete_resource(self, space_id: str, path: str, guard: Guard) -> bool:
-        return await self._call(self.backend.delete_resource, space_id, path, guard)
+        return await self._call("delete_resource", self.backend.delete_resource, space_id, path, guard)
 
     async def list_resources(
         self, space_id: str, prefix: str, guard: Guard
     ) -> list[tuple[str, ResourceInfo]]:
-        return await self._call(self.backend.list_resources, space_id, prefix, guard)
+        return await self._call("list_resources", self.backend.list_resources, space_id, prefix, guard)
 
     async def get_records(self, space_id: str, kind: str, names: Sequence[str]) -> dict[str, bytes]:
-        return await self._call(self.backend.get_records, space_id, kind, list(names))
+        return await self._call("get_records", self.backend.get_records, space_id, kind, list(names))
 
     async def put_record(self, space_id: str, kind: str, name: str, data: bytes, guard: Guard) -> bool:
-        return await self._call(self.backend.put_record, space_id, kind, name, data, guard)
+        return await self._call("put_record", self.backend.put_record, space_id, kind, name, data, guard)
 
     async def delete_record(self, space_id: str, kind: str, name: str, guard: Guard) -> bool:
-        return await self._call(self.backend.delete_record, space_id, kind, name, guard)
+        return await self._call("delete_record", self.backend.delete_record, space_id, kind, name, guard)
 
     async def list_records(self, space_id: str, kind: str, guard: Guard) -> list[tuple[str, bytes]]:
-        return await self._call(self.backend.list_records, space_id, kind, guard)
+        return await self._call("list_records", self.backend.list_records, space_id, kind, guard)
