@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Set
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .processes import REPO, WasProcess
+from .processes import REPO, WasProcess, which_or_skip
 
 JS_DIR = REPO / "tests" / "js"
 NODE_TIMEOUT = 60.0
@@ -33,11 +32,9 @@ def require(ok: bool, missing: str) -> None:
 
 def node_with(*packages: str) -> str:
     """Path to ``node``, once each npm package (``@scope/name``) is installed in tests/js."""
-    path = shutil.which("node")
-    require(path is not None, "node is not on PATH")
+    path = which_or_skip("node", "install Node.js")
     for package in packages:
         require((JS_DIR / "node_modules" / package).is_dir(), "tests/js/node_modules is missing")
-    assert path is not None
     return path
 
 

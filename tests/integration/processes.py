@@ -10,15 +10,31 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 TWISTD = str(Path(sys.executable).with_name("twistd"))
 _STARTED = re.compile(rb"WASSite starting on (\d+)")
+
+
+def which_or_skip(tool: str, install: str) -> str:
+    """The path of ``tool``: skipped locally when it is missing, a failure under ``CI=true``.
+
+    ``.ci/run`` installs every tool the tests need, so in CI a missing one is a broken set-up.
+    """
+    path = shutil.which(tool)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {tool} is not on PATH; .ci/run must {install}")
+        pytest.skip(f"{tool} is not installed: {install}")
+    return path
 
 
 def _base_env() -> dict[str, str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -25,7 +24,7 @@ import pytest
 
 from tests.browser.pageserver import PageServer
 
-from .processes import WasProcess
+from .processes import WasProcess, which_or_skip
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +34,7 @@ REPORT_TIMEOUT = 30.0
 
 @pytest.fixture
 def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but chromium is not on PATH; .ci/run must apt-get install chromium")
-        pytest.skip("chromium is not installed: apt-get install chromium")
-    return path
+    return which_or_skip("chromium", "apt-get install chromium")
 
 
 @pytest.fixture

@@ -8,15 +8,13 @@ are checked as copies with ``/opt/was/bin/twistd`` replaced by this venv's
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from .processes import REPO, TWISTD
+from .processes import REPO, TWISTD, which_or_skip
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +26,7 @@ _OVERALL = re.compile(r"Overall exposure level for was\.service: (\d+\.\d)")
 
 
 def analyze() -> str:
-    path = shutil.which("systemd-analyze")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("systemd-analyze is missing: .ci/run must install systemd")
-        pytest.skip("systemd-analyze not installed (apt-get install systemd)")
-    return path
+    return which_or_skip("systemd-analyze", "apt-get install systemd")
 
 
 def copy_units(dest: Path, socket_activated: bool) -> Path:
