@@ -331,19 +331,7 @@ class S3Backend(S3Records):
 
     def delete_resource(self, space_id: str, path: str, guard: Guard) -> bool:
         """GET the record, then DeleteObject.  S3 does not say whether the key existed: True."""
-        current, _ = self._load_space(space_id)
-        guard(current)
-        if current is None:
-            return False
-        try:
-            key = self._resource_key(space_id, path)
-        except KeyTooLong:
-            return False
-        try:
-            self._s3(self.client.delete_object, Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            raise StorageError(f"DeleteObject {key}: {exc}") from exc
-        return True
+        return self._delete_guarded(space_id, guard, lambda: self._resource_key(space_id, path))
 
     def list_resources(self, space_id: str, prefix: str, guard: Guard) -> list[tuple[str, ResourceInfo]]:
         """Paths under ``prefix`` from LIST alone; the content type is left empty (LIST does not carry it)."""

@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from .base import (
     RECORD_KINDS,
     RECORD_SUFFIX,
+    Guard,
     KeyTooLong,
     SpaceRecord,
     StorageBusy,
@@ -289,6 +290,25 @@ class S3Bucket:
             errors = result.get("Errors") or []
             if errors:
                 raise StorageError(f"DeleteObjects failed for {len(errors)} keys, e.g. {errors[0]}")
+
+    def _delete_guarded(self, space_id: str, guard: Guard, key: Callable[[], str]) -> bool:
+        """GET the space record, ``guard`` it, then DeleteObject ``key()``; False only when surely absent.
+
+        S3 does not say whether a deleted key existed; a key too long to store never did.
+        """
+        current, _ = self._load_space(space_id)
+        guard(current)
+        if current is None:
+            return False
+        try:
+            name = key()
+        except KeyTooLong:
+            return False
+        try:
+            self._s3(self.client.delete_object, Bucket=self.bucket, Key=name)
+        except ClientError as exc:
+            raise StorageError(f"DeleteObject {name}: {exc}") from exc
+        return True
 
     def _load_space(self, space_id: str) -> tuple[SpaceRecord | None, str | None]:
         """The space record and its ETag (for compare-and-swap), or (None, None)."""

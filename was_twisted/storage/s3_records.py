@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import unquote
 
-from botocore.exceptions import ClientError
-
-from .base import RECORD_SUFFIX, Guard, KeyTooLong, SpaceMissing, StorageError, check_record, record_stem
+from .base import RECORD_SUFFIX, Guard, KeyTooLong, SpaceMissing, check_record, record_stem
 from .s3_bucket import S3Bucket, _Conflict
 
 
@@ -77,19 +75,7 @@ class S3Records(S3Bucket):
     def delete_record(self, space_id: str, kind: str, name: str, guard: Guard) -> bool:
         """GET the space, then DeleteObject.  S3 does not say whether the key existed: True."""
         check_record(kind, name)
-        current, _ = self._load_space(space_id)
-        guard(current)
-        if current is None:
-            return False
-        try:
-            key = self._record_key(space_id, kind, name)
-        except KeyTooLong:
-            return False
-        try:
-            self._s3(self.client.delete_object, Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            raise StorageError(f"DeleteObject {key}: {exc}") from exc
-        return True
+        return self._delete_guarded(space_id, guard, lambda: self._record_key(space_id, kind, name))
 
     def list_records(self, space_id: str, kind: str, guard: Guard) -> list[tuple[str, bytes]]:
         """GET the space, LIST the kind's prefix, then GET every record side by side."""
