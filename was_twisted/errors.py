@@ -60,6 +60,38 @@ class ReservedId(WASError):
     """The path names one of the spec's reserved segments for a method it does not have there."""
 
 
+class IdConflict(WASError):
+    """A create-only request (POST with an id, ``If-None-Match`` aside) met an id already taken."""
+
+
+class PreconditionFailed(WASError):
+    """An explicit ``If-Match`` / ``If-None-Match: *`` was false: nothing was written."""
+
+
+class InvalidCursor(WASError):
+    """A pagination ``cursor`` is malformed or no longer usable (told only after authorization)."""
+
+
+class RangeNotSatisfiable(WASError):
+    """A ``Range`` none of whose bytes exist; ``size`` goes in ``Content-Range: bytes */size``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"The resource has {size} bytes.")
+        self.size = size
+
+
+class MissingContentType(WASError):
+    """A resource write without ``Content-Type`` where the profile requires one."""
+
+
+class UnsupportedBackend(WASError):
+    """A collection names a backend this space does not offer."""
+
+
+class UnsupportedOperation(WASError):
+    """An optional operation this server (or this backend) does not implement."""
+
+
 class Unavailable(WASError):
     """The server is shedding load or storage is briefly unreachable: retry later.
 

@@ -57,6 +57,30 @@ def record_stem(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """An HTTP precondition that a write must meet atomically with itself (RFC 9110 13.1).
+
+    ``if_match``: the write happens only if the current ETag is one of these
+    (strong comparison; ``("*",)`` means "exists").  ``if_none_match``:
+    ``If-None-Match: *``, the write happens only if nothing is stored.  A
+    backend raises ``PreconditionFailed`` (never writing) when it does not hold.
+    """
+
+    if_match: tuple[str, ...] | None = None
+    if_none_match: bool = False
+
+    def holds(self, current_etag: str | None) -> bool:
+        """Whether a write may go ahead over ``current_etag`` (``None``: nothing stored)."""
+        if self.if_none_match and current_etag is not None:
+            return False
+        if self.if_match is not None:
+            if current_etag is None:
+                return False
+            return "*" in self.if_match or current_etag in self.if_match
+        return True
+
+
+@dataclass(frozen=True)
 class SpaceRecord:
     """A space as stored.
 
@@ -118,6 +142,10 @@ class StoredResource:
 
     info: ResourceInfo
     body: BinaryIO
+
+
+class PreconditionFailed(Exception):  # noqa: N818 - named as the spec's error type
+    """A write's ``Condition`` did not hold; nothing was written (not a storage fault: no 5xx)."""
 
 
 class StorageError(Exception):

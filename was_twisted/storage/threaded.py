@@ -21,11 +21,13 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from ..errors import InvalidId, StorageFailure, Unavailable
+from ..errors import PreconditionFailed as PreconditionFailedError
 from .base import (
     Backend,
     Builder,
     Guard,
     KeyTooLong,
+    PreconditionFailed,
     ResourceInfo,
     SpaceRecord,
     StorageBusy,
@@ -162,6 +164,8 @@ class AsyncBody:
 
 def _translate(exc: BaseException) -> BaseException:
     """Turn backend errors into the domain errors the HTTP edge knows."""
+    if isinstance(exc, PreconditionFailed):
+        return PreconditionFailedError("The precondition did not hold; nothing was written.")
     if isinstance(exc, StorageBusy):
         return Unavailable("Storage is busy; retry shortly.", retry_after=1)
     if isinstance(exc, KeyTooLong):
@@ -203,7 +207,7 @@ class AsyncStorage:
                 # No Deferred at all: a backend that never blocks is just a function call.
                 return f(*args)
             return await self._run(f, *args)
-        except StorageError as exc:
+        except (StorageError, PreconditionFailed) as exc:
             raise _translate(exc) from exc
 
     async def _observed(self, operation: str, f: Callable[..., T], *args: Any) -> T:
@@ -215,6 +219,9 @@ class AsyncStorage:
             result = f(*args) if self._inline else await self._run(f, *args)
             outcome = "ok"
             return result
+        except PreconditionFailed as exc:
+            outcome = "refused"
+            raise _translate(exc) from exc
         except StorageError as exc:
             raise _translate(exc) from exc
         except Unavailable:

@@ -8,18 +8,25 @@ from dataclasses import dataclass
 from ..errors import (
     ControllerMismatch,
     Forbidden,
+    IdConflict,
     InvalidAuthorization,
+    InvalidCursor,
     InvalidDigest,
     InvalidId,
     InvalidRequestBody,
     MethodNotAllowed,
     MissingAuthorization,
+    MissingContentType,
     NotFound,
     PayloadTooLarge,
+    PreconditionFailed,
+    RangeNotSatisfiable,
     ReservedId,
     SpaceExists,
     StorageFailure,
     Unavailable,
+    UnsupportedBackend,
+    UnsupportedOperation,
     WASError,
 )
 
@@ -47,6 +54,14 @@ PROBLEMS: dict[type[WASError], Problem] = {
     ReservedId: Problem(409, "reserved-id", "Reserved id."),
     Forbidden: Problem(403, "forbidden", "Forbidden."),
     SpaceExists: Problem(409, "id-conflict", "A Space with this id already exists."),
+    IdConflict: Problem(409, "id-conflict", "An item with this id already exists."),
+    PreconditionFailed: Problem(412, "precondition-failed", "The resource was modified by another write."),
+    InvalidCursor: Problem(400, "invalid-cursor", "Invalid cursor."),
+    # Not in the spec's registry (it defines no Range errors): our documented extension.
+    RangeNotSatisfiable: Problem(416, "range-not-satisfiable", "Range not satisfiable."),
+    MissingContentType: Problem(400, "missing-content-type", "Content-Type is required."),
+    UnsupportedBackend: Problem(409, "unsupported-backend", "Unsupported backend id."),
+    UnsupportedOperation: Problem(501, "unsupported-operation", "Operation not supported."),
     PayloadTooLarge: Problem(413, "payload-too-large", "Upload exceeds the maximum upload size."),
     MethodNotAllowed: Problem(405, "unsupported-operation", "Method not allowed."),
     Unavailable: Problem(503, "storage-error", "Service temporarily unavailable."),
@@ -78,6 +93,8 @@ def problem_for(error: WASError) -> tuple[int, bytes, dict[bytes, bytes]]:
             extra["errors"] = [{"detail": error.detail, "pointer": error.pointer}]
     if isinstance(error, Unavailable):
         headers[b"retry-after"] = str(error.retry_after).encode()
+    if isinstance(error, RangeNotSatisfiable):
+        headers[b"content-range"] = b"bytes */%d" % error.size
     if isinstance(error, MethodNotAllowed):
         headers[b"allow"] = ", ".join(error.allowed).encode()
     return problem.status, _render(problem, extra), headers
