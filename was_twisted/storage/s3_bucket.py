@@ -102,7 +102,8 @@ def _parse_timestamp(value: str) -> datetime:
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        return cast(datetime, botocore.utils.parse_timestamp(value))
+        parsed: datetime = botocore.utils.parse_timestamp(value)
+        return parsed
 
 
 def _code(exc: ClientError) -> str:
