@@ -37,6 +37,8 @@ class Settings:
     max_backlog: int = 256
     access_log: bool = True
     max_upload: int = 1 << 30
+    #: Seconds a SIGTERM waits for requests in flight before aborting them (under TimeoutStopSec).
+    shutdown_grace: int = 25
     #: The origin clients reach us at (``https://storage.example.com``); ``""``: from each request.
     public_url: str = ""
     require_digest: bool = False
@@ -183,6 +185,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_backlog=_int(env, "WAS_MAX_BACKLOG", 256, 1, 100_000),
         access_log=_flag(env, "WAS_ACCESS_LOG", True),
         max_upload=_int(env, "WAS_MAX_UPLOAD_BYTES", 1 << 30, 0, 5 * (1 << 40)),
+        shutdown_grace=_int(env, "WAS_SHUTDOWN_GRACE", 25, 0, 3600),
         public_url=_public_url(env),
         require_digest=_flag(env, "WAS_REQUIRE_DIGEST", False),
         cors_origins=_cors_origins(env),

@@ -1,8 +1,10 @@
 """The service tree: thread pool, storage, and the listening endpoints.
 
 ``build_service`` is what ``twistd -n was`` runs, kept free of option
-parsing so tests can build the same tree.  The pool is added first so it is
-stopped last: listeners close, requests in flight finish, then it joins.
+parsing so tests can build the same tree.  The tree stops its children one
+at a time, last added first (``drain.OrderedShutdown``): systemd and
+``/ready`` hear of it, listeners close, requests in flight finish (up to
+``WAS_SHUTDOWN_GRACE``), and only then do the pools, added first, join.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web.server import Site
 
 from .config import ConfigError, Settings
+from .drain import DrainService, InFlight, OrderedShutdown, TrackedRequest, exit_zero_after_sigterm
 from .metrics import Metrics
 from .operations import Operations
 from .ready import Readiness, ReadinessService
@@ -34,6 +37,7 @@ class WASSite(Site):
     """A ``Site`` whose access log can be switched off (it costs 30-80 us a request).
 
     Behind trusted proxies the log line names the client, not the proxy.
+    ``in_flight`` counts the requests being served, for a graceful shutdown.
     """
 
     #: Seconds an idle connection is kept (Twisted's default is 12 hours).
@@ -46,14 +50,16 @@ class WASSite(Site):
         max_upload: int = 1 << 30,
         trusted: TrustedProxies | None = None,
     ) -> None:
+        bounded = bounded_request_factory(max_upload)
         super().__init__(
             resource,
-            requestFactory=bounded_request_factory(max_upload),
+            requestFactory=type("WASRequest", (TrackedRequest, bounded), {}),
             timeout=self.IDLE_TIMEOUT,
             logFormatter=access_log_formatter(trusted) if trusted else None,
         )
         self.access_log = access_log
         self.displayTracebacks = False
+        self.in_flight = InFlight()
 
     def log(self, request: Any) -> None:
         if self.access_log:
@@ -155,7 +161,7 @@ def build_service(
             f"--listen {shared[0]} shares the port with other processes; only WAS_STORAGE_BACKEND=s3 "
             "is safe to share (filesystem and memory keep their state in one process)."
         )
-    top = MultiService()
+    top = OrderedShutdown()
     backend = make_backend(settings)
     # Metrics only with --metrics: without it nothing is wrapped, timed or listened on.
     metrics = Metrics() if metrics_endpoint else None
@@ -197,6 +203,9 @@ def build_service(
     trusted = TrustedProxies(settings.trusted_proxies)
     resource = TimedResource(api.resource(), metrics) if metrics else api.resource()
     site = WASSite(resource, settings.access_log, settings.max_upload, trusted)
+    # Before the listeners, so stopped after them: no new connections, then the requests in flight finish.
+    DrainService(site.in_flight, reactor, settings.shutdown_grace).setServiceParent(top)
+    exit_zero_after_sigterm(reactor)
     for description in endpoints:
         listener = strports.service(description, site, reactor=reactor)
         listener.setServiceParent(top)

@@ -55,9 +55,8 @@ def env_for(tmp_path: Path, notify_path: str, **extra: str) -> dict[str, str]:
     }
 
 
-#: After a clean shutdown twistd re-raises the signal that stopped it, so it dies "of" SIGTERM;
-#: systemd counts that as a clean exit (SuccessExitStatus includes SIGTERM), no restart.
-CLEAN_EXIT = -signal.SIGTERM
+#: A SIGTERM shutdown that drained cleanly exits 0 (twistd would re-raise the signal; drain.py forgets it).
+CLEAN_EXIT = 0
 
 
 def stop(proc: subprocess.Popen[bytes], sock: socket.socket | None, log_path: Path) -> bytes:
