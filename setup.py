@@ -25,6 +25,7 @@ setup(
         "http-sf>=1.4",
         "prometheus_client>=0.20",
     ],
+    entry_points={"console_scripts": ["was-admin = was_twisted.admin:main"]},
     extras_require={
         "s3": ["boto3>=1.35.50"],  # IfNoneMatch / IfMatch on PutObject
         "test": [

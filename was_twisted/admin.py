@@ -1,4 +1,7 @@
-"""Operator commands: ``python -m was_twisted.admin reindex``.
+"""Operator commands: ``was-admin`` (or ``python -m was_twisted.admin``).
+
+Client commands (``keygen``, ``provision``, ``put``, ``get``, ``ls``, ``rm``,
+``share``, ``check``) live in ``cli/``; storage maintenance runs here.
 
 ``reindex`` makes the S3 controller index match the space records: it adds
 the spaces of a bucket written by the existing server, and removes entries a
@@ -12,14 +15,18 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cli.commands import add_commands, run
 from .config import ConfigError, settings_from_env
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m was_twisted.admin", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="was-admin", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("reindex", help="rebuild the S3 index of spaces by controller")
-    parser.parse_args(argv)
+    add_commands(sub)
+    args = parser.parse_args(argv)
+    if args.command != "reindex":
+        return run(args)
     try:
         settings = settings_from_env()
         if settings.backend != "s3":
