@@ -62,7 +62,7 @@ def classify(path: str) -> PathKind:
     if segments[-1] == "linkset" and len(segments) <= 2:
         return PathKind("linkset", "/" + segments[0] if len(segments) == 2 else SPACE_ANCHOR)
     first = segments[0]
-    if first == "collections" and segments[1:] in ([], [""]):
+    if first == "collections" and segments[1:] == [""]:
         return PathKind("collections", "")
     if first in SPACE_RESERVED:
         if segments == ["backends"]:
