@@ -551,8 +551,11 @@ async def test_legacy_keeps_reserved_names_as_resources(legacy_api: Api, alice: 
     assert code == 201
     code, _, doc = await call(api, alice, "GET", f"/space/{sid}/backends")
     assert code == 200 and doc[0]["id"] == "default"
-    # An unsigned read of an absent single-segment name is still 404 (not 401), as before.
+    # An unsigned (or badly signed) read of an absent single-segment name is still 404, as before.
     code, _, _ = await call(api, None, "GET", f"/space/{sid}/absent.txt")
+    assert code == 404
+    bad = sign(alice, "GET", "/elsewhere")
+    code, _, _ = await call(api, None, "GET", f"/space/{sid}/absent.txt", headers=bad)
     assert code == 404
     code, _, _ = await call(api, None, "GET", f"/space/{sid}/c")
     assert code == 401
@@ -588,6 +591,26 @@ async def test_strict_collections(alice: Ed25519Signer, mallory: Ed25519Signer) 
     # Reads and deletes of old data are not refused.
     code, _, _ = await call(api, alice, "GET", f"/space/{sid}/none/")
     assert code == 200
+    # Policies and collection metadata are not resource writes.
+    code, _, _ = await call(api, alice, "PUT", f"/space/{sid}/none/policy", {"type": "PublicCanRead"})
+    assert code == 204
+    code, _, _ = await call(api, alice, "PUT", f"/space/{sid}/c/meta", {"custom": {}})
+    assert code == 204
+
+
+@pytest_twisted.ensureDeferred
+async def test_strict_legacy_names_kept_as_resources_still_need_a_collection(alice: Ed25519Signer) -> None:
+    """Legacy + strict: a reserved name kept as a resource is still a write under /c/ (404 without c)."""
+    api = api_with(strict_collections=True, profile="legacy")
+    sid = await provision(api, alice)
+    text = {"content-type": "text/plain"}
+    code, _, _ = await call(api, alice, "PUT", f"/space/{sid}/docs/query", b"x", text)
+    assert code == 404
+    code, _, _ = await call(api, alice, "PUT", f"/space/{sid}/export", b"x", text)
+    assert code == 204
+    await make_collection(api, alice, sid, "docs")
+    code, _, _ = await call(api, alice, "PUT", f"/space/{sid}/docs/query", b"x", text)
+    assert code == 204
 
 
 @pytest_twisted.ensureDeferred

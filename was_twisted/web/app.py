@@ -54,6 +54,8 @@ from .streaming import send_body
 JSON = b"application/json"
 LINKSET_JSON = b"application/linkset+json"
 SPACE_PREFIX = "/space/"
+#: ``classify`` kinds served as resources when nothing else claims them (legacy keeps reserved names).
+RESOURCE_KINDS = frozenset({"resource", "unsupported", "reserved"})
 
 
 class HeaderView(Mapping[str, str]):
@@ -439,21 +441,20 @@ class WASApp:
             return self._reserved(request, kind)
         if kind.kind == "resource-meta":
             raise UnsupportedOperation("Resource metadata (.../{resource}/meta) is not served yet.")
-        if kind.kind == "unsupported":
-            if not spec:
-                return None
+        if kind.kind == "unsupported" and spec:
             if method in ("PUT", "DELETE"):
                 return self._reserved(request, kind)
             raise UnsupportedOperation(
                 f"'{kind.name}' is reserved by the spec; this server does not serve it."
             )
-        if kind.kind == "reserved":
-            return self._reserved(request, kind) if spec and writing else None
+        if kind.kind == "reserved" and spec and writing:
+            return self._reserved(request, kind)
         if kind.kind == "collection":
             return await self._collection(request, call, space_id, kind.name, method)
-        if kind.kind == "resource" and method in ("PUT", "POST") and "/" in path[1:]:
-            # WAS_STRICT_COLLECTIONS (the only way here for a plain resource): into created collections only.
-            await ops.require_collection(call, space_id, path)
+        if ops.settings.strict_collections and kind.kind in RESOURCE_KINDS:
+            if method in ("PUT", "POST") and "/" in path[1:]:
+                # A resource write under /{c}/: into a created collection only.
+                await ops.require_collection(call, space_id, path)
         return None
 
     async def _collection(
