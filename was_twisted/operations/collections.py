@@ -175,19 +175,18 @@ class CollectionOperations(OperationsBase):
         invocation = await self.invocation(call, lenient=self.legacy)
         backend = self.backend
 
-        def read() -> bytes:
+        def read() -> bytes | None:
             if self.legacy:
                 # legacy tells an absent target apart anyway (401/403 only for existing ones).
                 space = backend.get_space(space_id)
                 if space is None or self._collection(space_id, collection_id) is None:
-                    raise _absent()
+                    return None
             self._decide_read(call, invocation, space_id, "/" + collection_id + "/")
-            raw = backend.get_records(space_id, COLLECTIONS, [collection_id]).get(collection_id)
-            if raw is None:
-                raise _absent()
-            return raw
+            return backend.get_records(space_id, COLLECTIONS, [collection_id]).get(collection_id)
 
         raw = await self.storage.run(read)
+        if raw is None:
+            raise _absent()  # absent is not a storage refusal (metrics)
         return describe_collection(space_id, collection_id, load_record(raw) or {}), record_etag(raw)
 
     async def delete_collection(self, call: Call, space_id: str, collection_id: str) -> bool:
