@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -132,6 +133,49 @@ def test_collection_lifecycle(collections_server: WasProcess) -> None:
         assert sorted(i["id"] for i in r.json()["items"]) == ["greeting.txt", "other/keep.txt"]
         r = http.get(f"{base}/collections/", headers=signed(alice, "GET", f"{base}/collections/"))
         assert r.json()["items"] == []
+
+
+@pytest.fixture(params=BACKENDS)
+def two_servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[WasProcess]]:
+    """One server on the filesystem (one process per data directory); two on one S3 bucket."""
+    env = backend_env(request, request.param, tmp_path)
+    count = 1 if request.param == "filesystem" else 2
+    servers = [WasProcess(env, tmp_path / f"twistd-{n}.log").start() for n in range(count)]
+    try:
+        yield servers
+    finally:
+        for was in servers:
+            was.stop()
+
+
+def test_racing_creates_and_metadata_writes_give_one_success(two_servers: list[WasProcess]) -> None:
+    """20 concurrent creates of one collection id, 20 If-None-Match: * and 20 If-Match metadata
+    writes from one ETag (spread over two processes on S3): exactly one success each."""
+    alice = Ed25519Signer()
+    urls = [was.url for was in two_servers]
+    sid = provision(urls[0], alice)
+    base = f"/space/{sid}"
+    json_ct = {"content-type": "application/json"}
+
+    def send(n: int, method: str, path: str, body: object, **extra: str) -> int:
+        headers = signed(alice, method, path, **json_ct, **extra)
+        url = urls[n % len(urls)]
+        return httpx.request(
+            method, url + path, content=json.dumps(body), headers=headers, timeout=60
+        ).status_code
+
+    def race(method: str, path: str, body: object, **extra: str) -> list[int]:
+        with ThreadPoolExecutor(20) as pool:
+            return sorted(pool.map(lambda n: send(n, method, path, body, **extra), range(20)))
+
+    assert race("POST", f"{base}/collections/", {"id": "race"}) == [201] + [409] * 19
+    meta = f"{base}/race/meta"
+    assert race("PUT", meta, {"custom": {"name": "x"}}, **{"if-none-match": "*"}) == [204] + [412] * 19
+    r = httpx.get(urls[0] + meta, headers=signed(alice, "GET", meta))
+    etag = r.headers["etag"]
+    assert race("PUT", meta, {"custom": {"name": "y"}}, **{"if-match": etag}) == [204] + [412] * 19
+    r = httpx.get(urls[-1] + meta, headers=signed(alice, "GET", meta))
+    assert r.headers["etag"] != etag and r.json()["custom"] == {"name": "y"}
 
 
 def test_strict_mode_after_adopting_existing_data(tmp_path: Path) -> None:
