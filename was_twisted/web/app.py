@@ -482,7 +482,7 @@ class WASApp:
     def _reserved(self, request: IRequest, kind: PathKind) -> bytes:
         """A method the spec gives no meaning at a reserved segment: never a resource (409 reserved-id)."""
         name = kind.name if kind.kind in ("reserved", "unsupported") else kind.kind.rpartition("-")[2]
-        raise ReservedId(f"'{name or 'collections'}' is a reserved segment here; nothing is stored under it.")
+        raise ReservedId(f"'{name}' is a reserved segment here; nothing is stored under it.")
 
 
 def _peek_body(request: IRequest, limit: int = 64 * 1024) -> bytes | None:
