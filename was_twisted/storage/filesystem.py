@@ -13,6 +13,8 @@ Beside ``resources/``, ours only (the existing server never looks there)::
 
     {root}/spaces/{space_id}/policies/{quote(name)}.json       one policy document
     {root}/spaces/{space_id}/revocations/{quote(name)}.json    one zCap revocation
+    {root}/spaces/{space_id}/collections/{id}.json             one created collection
+    {root}/spaces/{space_id}/collection-meta/{id}.json         its metadata object
 
 (``base.record_stem``: also escapes a leading ``.`` or ``_``.)
 

@@ -1,4 +1,4 @@
-"""Records beside a space on disk (policies, revocations): ``{root}/spaces/{id}/{kind}/{name}.json``."""
+"""Records beside a space on disk (``RECORD_KINDS``): ``{root}/spaces/{id}/{kind}/{name}.json``."""
 
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ and beside it, ours only::
 
     {prefix}spaces/{space_id}/policies/{quote(name, safe="")}.json     one policy document
     {prefix}spaces/{space_id}/revocations/{quote(name, safe="")}.json  one zCap revocation
+    {prefix}spaces/{space_id}/collections/{id}.json                    one created collection
+    {prefix}spaces/{space_id}/collection-meta/{id}.json                its metadata object
     {prefix}controllers/{quote(controller, safe="")}/{space_id}  empty: "controller has space"
     {prefix}controllers/.indexed                               the index is complete
 

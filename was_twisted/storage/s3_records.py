@@ -1,4 +1,4 @@
-"""Records beside a space on S3 (policies, revocations): ``{prefix}spaces/{id}/{kind}/{name}.json``."""
+"""Records beside a space on S3 (``RECORD_KINDS``): ``{prefix}spaces/{id}/{kind}/{name}.json``."""
 
 from __future__ import annotations
 
