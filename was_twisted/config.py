@@ -46,6 +46,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     #: Proxies whose forwarded headers count (normalized networks, ``127.0.0.0/8``); ``()``: none.
     trusted_proxies: tuple[str, ...] = ()
+    #: The spec's strict collections: a resource write at ``/space/S/c/...`` needs collection ``c`` created.
+    strict_collections: bool = False
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -190,4 +192,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         require_digest=_flag(env, "WAS_REQUIRE_DIGEST", False),
         cors_origins=_cors_origins(env),
         trusted_proxies=_trusted_proxies(env),
+        strict_collections=_flag(env, "WAS_STRICT_COLLECTIONS", False),
     )

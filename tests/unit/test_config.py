@@ -37,3 +37,11 @@ def test_require_digest_flag() -> None:
     assert settings_from_env({"WAS_REQUIRE_DIGEST": "on"}).require_digest is True
     with pytest.raises(ConfigError, match="WAS_REQUIRE_DIGEST"):
         settings_from_env({"WAS_REQUIRE_DIGEST": "sometimes"})
+
+
+def test_strict_collections_flag() -> None:
+    assert settings_from_env({}).strict_collections is False
+    assert settings_from_env({"WAS_STRICT_COLLECTIONS": "on"}).strict_collections is True
+    assert settings_from_env({"WAS_STRICT_COLLECTIONS": "off"}).strict_collections is False
+    with pytest.raises(ConfigError, match="WAS_STRICT_COLLECTIONS"):
+        settings_from_env({"WAS_STRICT_COLLECTIONS": "sometimes"})

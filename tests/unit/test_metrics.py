@@ -152,12 +152,14 @@ async def test_known_workload_gives_exact_counts() -> None:
 
     # One storage call per request that reaches storage: the space and resource writes and the listing
     # are composites, labelled by the operation that built them; the read and the missing read are
-    # ``read_resource`` (absent is not an error).
+    # ``read_resource`` (absent is not an error). A missing single-segment name may still be a
+    # created collection: one ``read_collection`` call looks.
     assert _storage_counts(metrics) == {
         ("put_space", "ok"): 1,
         ("write_resource", "ok"): 1,
         ("list_container", "ok"): 1,
         ("read_resource", "ok"): 2,
+        ("read_collection", "ok"): 1,
     }
     assert value(metrics, "was_storage_call_duration_seconds_count", operation="write_resource") == 1
     assert value(metrics, "was_storage_call_duration_seconds_count", operation="read_resource") == 2

@@ -148,7 +148,7 @@ def test_delete_record(with_space: Backend) -> None:
     assert b.delete_record("ghost", "policies", "/d", allow) is False
 
 
-@pytest.mark.parametrize("kind", ["", "resources", "collections", "Policies", "../policies", "_meta.json"])
+@pytest.mark.parametrize("kind", ["", "resources", "collection", "Policies", "../policies", "_meta.json"])
 def test_unknown_kind_is_value_error(with_space: Backend, kind: str) -> None:
     """Only RECORD_KINDS are kinds; anything else is a caller's bug, refused before anything is stored."""
     b = with_space
@@ -587,7 +587,15 @@ def _group(key: str) -> str:
 
 
 #: The order delete_space must keep: resources, keys we do not know, records, the space record last.
-DELETE_ORDER = ["resources", "collections", "policies", "revocations", "_meta.json"]
+DELETE_ORDER = [
+    "resources",
+    "unknown",
+    "policies",
+    "revocations",
+    "collections",
+    "collection-meta",
+    "_meta.json",
+]
 
 
 def _fill(b: S3Backend, raw: Any) -> None:
@@ -595,14 +603,16 @@ def _fill(b: S3Backend, raw: Any) -> None:
     for n in range(5):
         raw.put_object(Bucket=BUCKET, Key=f"pfx/spaces/s1/resources/%2F{n}", Body=b"x")
         raw.put_object(Bucket=BUCKET, Key=f"pfx/spaces/s1/resources/%2Fpolicies%2F{n}", Body=b"x")
-    raw.put_object(Bucket=BUCKET, Key="pfx/spaces/s1/collections/%2Fc.json", Body=b"x")
+    raw.put_object(Bucket=BUCKET, Key="pfx/spaces/s1/unknown/%2Fc.json", Body=b"x")
     for n in range(3):
         b.put_record("s1", "policies", f"/p{n}", POLICY, allow)
         b.put_record("s1", "revocations", f"urn:uuid:{n}", b"{}", allow)
+    b.put_record("s1", "collections", "c", b"{}", allow)
+    b.put_record("s1", "collection-meta", "c", b"{}", allow)
 
 
 def test_s3_delete_space_order(s3: tuple[S3Backend, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    """DeleteObjects batches go resources, unknown keys, policies, revocations, then the space record."""
+    """DeleteObjects batches go resources, unknown keys, then each record kind, then the space record."""
     b, raw = s3
     monkeypatch.setattr(s3_module, "DELETE_BATCH", 4)
     _fill(b, raw)
@@ -661,8 +671,8 @@ def test_s3_interrupted_delete_never_orphans_resources(
                 # Something earlier in the order is left: every key of this group is still there.
                 assert [k for k in full if _group(k) == later] == [k for k in left if _group(k) == later]
         if finished:
-            # 10 resources in 4 batches of 3, then collections, policies, revocations, the space: 8 calls.
-            assert left == [] and stops == 8
+            # 10 resources in 4 batches of 3, the unknown key, 4 record kinds, the space: 10 calls.
+            assert left == [] and stops == 10
             return
         assert b.get_space("s1") == space()
         b.delete_space("s1", allow)  # the retry finishes the job

@@ -1,7 +1,8 @@
 """The WAS spec's operations, one ``async def`` each: the spec's rules live here.
 
-Split by resource kind: ``spaces``, ``resources``, ``sharing`` (policies,
-linksets, revocations), over ``base`` (the request as values and the one
+Split by resource kind: ``spaces``, ``collections`` (with their metadata
+and the space's backends), ``resources``, ``sharing`` (policies, linksets,
+revocations), over ``base`` (the request as values and the one
 authorization decision).  ``classify`` says which kind a path under a space
 addresses (the spec's reserved segments).
 """
@@ -9,13 +10,15 @@ addresses (the spec's reserved segments).
 from __future__ import annotations
 
 from .base import Call, resource_url, space_url
+from .collection_model import condition_from_headers, is_collection_description
+from .collections import CollectionOperations
 from .reserved import PathKind, classify
 from .resources import ResourceOperations
 from .sharing import SharingOperations
 from .spaces import SpaceBody, SpaceOperations, describe_space, parse_space_body
 
 
-class Operations(SpaceOperations, ResourceOperations, SharingOperations):
+class Operations(SpaceOperations, CollectionOperations, ResourceOperations, SharingOperations):
     """Every operation, over one storage and one set of settings."""
 
 
@@ -25,6 +28,8 @@ __all__ = [
     "PathKind",
     "SpaceBody",
     "classify",
+    "condition_from_headers",
+    "is_collection_description",
     "describe_space",
     "parse_space_body",
     "resource_url",

@@ -10,6 +10,7 @@ from ..ids import check_resource_path, check_space_id
 from ..storage.base import DEFAULT_CONTENT_TYPE, ResourceInfo, SpaceRecord
 from ..storage.threaded import AsyncBody
 from .base import Call, OperationsBase, resource_url
+from .collection_model import COLLECTIONS, describe_collection, load_record
 
 
 def _listed(space_id: str, prefix: str, path: str, info: ResourceInfo) -> dict[str, object]:
@@ -107,6 +108,10 @@ class ResourceOperations(OperationsBase):
     async def list_container(self, call: Call, space_id: str, prefix: str) -> dict[str, object] | None:
         """The resources under ``prefix`` (a path ending in ``/``), at any depth.
 
+        A created collection's listing (``/c/``) also carries its ``id`` and
+        ``name``, with ``url`` its description's; an implicit container's
+        ``url`` is the listing's own.
+
         ``None`` when a resource is stored at exactly ``prefix`` (a client of
         the existing server may have written one): the caller serves it.
         """
@@ -115,7 +120,10 @@ class ResourceOperations(OperationsBase):
         invocation = await self.invocation(call)
         backend = self.backend
 
-        def listing() -> list[tuple[str, ResourceInfo]]:
+        # A container one level down may be a created collection: its listing then names it.
+        collection_id = prefix[1:-1] if prefix.count("/") == 2 else None
+
+        def listing() -> tuple[list[tuple[str, ResourceInfo]], bytes | None]:
             seen: list[SpaceRecord | None] = []
             entries = backend.list_resources(space_id, prefix, seen.append)
             # A read: decided after it, where policies may be looked up without the backend's lock.
@@ -127,14 +135,28 @@ class ResourceOperations(OperationsBase):
                 revocations=self.revocations_for(space_id, invocation),
                 policy=self.policy_lookup(space_id, prefix),
             )
-            return entries
+            if collection_id is None or (entries and entries[0][0] == prefix):
+                return entries, None
+            records = backend.get_records(space_id, COLLECTIONS, [collection_id])
+            return entries, records.get(collection_id)
 
-        entries = await self.storage.run(listing)
+        entries, record = await self.storage.run(listing)
         if entries and entries[0][0] == prefix:
             return None
+        items = [_listed(space_id, prefix, path, info) for path, info in entries]
+        if collection_id is not None and record is not None:
+            doc = describe_collection(space_id, collection_id, load_record(record) or {})
+            return {
+                "id": collection_id,
+                "url": doc["url"],
+                "name": doc.get("name", collection_id),
+                "type": ["Collection"],
+                "totalItems": len(items),
+                "items": items,
+            }
         return {
             "url": resource_url(space_id, prefix),
             "type": ["Collection"],
-            "totalItems": len(entries),
-            "items": [_listed(space_id, prefix, path, info) for path, info in entries],
+            "totalItems": len(items),
+            "items": items,
         }

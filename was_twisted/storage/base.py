@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from hashlib import sha256
 from typing import BinaryIO, Protocol
 from urllib.parse import quote
 
@@ -28,7 +29,8 @@ Builder = Callable[["SpaceRecord | None"], "SpaceRecord"]
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 #: Kinds of records kept beside a space's resources (never inside ``resources/``).
-RECORD_KINDS = ("policies", "revocations")
+#: ``collections``: created collections by id; ``collection-meta``: their metadata objects by id.
+RECORD_KINDS = ("policies", "revocations", "collections", "collection-meta")
 
 #: What a record's file or key name ends with (after ``quote(name, safe="")``).
 RECORD_SUFFIX = ".json"
@@ -54,6 +56,15 @@ def record_stem(name: str) -> str:
     if stem[:1] in (".", "_"):
         stem = f"%{ord(stem[0]):02X}" + stem[1:]
     return stem
+
+
+def record_etag(data: bytes) -> str:
+    """A record's strong ETag: a digest of its bytes, the same on every backend.
+
+    Writers that need every write to change it (collection metadata) put
+    something unique in each write.
+    """
+    return '"' + sha256(data).hexdigest()[:32] + '"'
 
 
 @dataclass(frozen=True)
@@ -230,6 +241,15 @@ class Backend(Protocol):
         """
         ...
 
+    def delete_resources(self, space_id: str, prefix: str, guard: Guard) -> int:
+        """Delete every resource whose path starts with ``prefix`` after ``guard(space)``; how many.
+
+        ``prefix`` is a container (``/c/``), never empty.  Batched (S3: one
+        DeleteObjects per 1,000 keys, page by page, never all keys in memory);
+        a write racing the delete may survive it.  0 if the space is absent.
+        """
+        ...
+
     # Records beside a space (policies, zCap revocations): small documents keyed by name.
     # ``name`` is any non-empty string (an anchor path, a capability id); ``kind`` is one of
     # ``RECORD_KINDS`` (``ValueError`` otherwise).  ``delete_space`` removes them after the
@@ -243,12 +263,22 @@ class Backend(Protocol):
         """
         ...
 
-    def put_record(self, space_id: str, kind: str, name: str, data: bytes, guard: Guard) -> bool:
+    def put_record(
+        self,
+        space_id: str,
+        kind: str,
+        name: str,
+        data: bytes,
+        guard: Guard,
+        condition: Condition | None = None,
+    ) -> bool:
         """Store one record after ``guard(space)``; True if it did not exist before.
 
         Raises ``SpaceMissing`` if the space is absent and the guard allowed it,
         ``KeyTooLong`` if the name does not fit the store.  A reader sees the
-        old bytes or the new ones, never a mix.
+        old bytes or the new ones, never a mix.  ``condition`` (checked after
+        the guard, against ``record_etag`` of the stored bytes, atomically
+        with the write) raises ``PreconditionFailed`` when it does not hold.
         """
         ...
 

@@ -13,6 +13,8 @@ Beside ``resources/``, ours only (the existing server never looks there)::
 
     {root}/spaces/{space_id}/policies/{quote(name)}.json       one policy document
     {root}/spaces/{space_id}/revocations/{quote(name)}.json    one zCap revocation
+    {root}/spaces/{space_id}/collections/{id}.json             one created collection
+    {root}/spaces/{space_id}/collection-meta/{id}.json         its metadata object
 
 (``base.record_stem``: also escapes a leading ``.`` or ``_``.)
 
@@ -305,6 +307,45 @@ class FilesystemBackend(FilesystemRecords):
             found.append((path, ResourceInfo(content_type, st.st_size, _etag(st))))
         found.sort(key=lambda item: item[0])
         return found
+
+    def delete_resources(self, space_id: str, prefix: str, guard: Guard) -> int:
+        """Unlink every resource under ``prefix`` after ``guard(space)``, holding the space's write lock.
+
+        Each goes as ``delete_resource`` does (``.data``, the existence
+        marker, first); one directory fsync at the end.
+        """
+        if not prefix.startswith("/"):
+            raise ValueError(f"prefix must start with '/': {prefix!r}")
+        locks = self._space_locks(space_id)
+        with locks.write:
+            space = self._load_space(space_id)
+            guard(space)
+            if space is None:
+                return 0
+            res_dir = self._resources_dir(space_id)
+            try:
+                entries = list(os.scandir(res_dir))
+            except (FileNotFoundError, NotADirectoryError):
+                return 0
+            deleted = 0
+            for entry in entries:
+                name = entry.name
+                if name.startswith(".") or not name.endswith(_DATA_SUFFIX):
+                    continue
+                stem = name[: -len(_DATA_SUFFIX)]
+                if not unquote(stem).startswith(prefix):
+                    continue
+                with locks.commit:
+                    try:
+                        os.unlink(entry.path)
+                    except FileNotFoundError:
+                        continue
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(res_dir, stem + _META_SUFFIX))
+                deleted += 1
+            if deleted:
+                _fsync_dir(res_dir)
+            return deleted
 
     def ping(self) -> None:
         """The data directory is still a directory this user may write (not unmounted, not read-only)."""

@@ -1,4 +1,4 @@
-"""Records beside a space on disk (policies, revocations): ``{root}/spaces/{id}/{kind}/{name}.json``."""
+"""Records beside a space on disk (``RECORD_KINDS``): ``{root}/spaces/{id}/{kind}/{name}.json``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from urllib.parse import unquote
 
 from was_twisted.storage.base import (
     RECORD_SUFFIX,
+    Condition,
     Guard,
     KeyTooLong,
+    PreconditionFailed,
     SpaceMissing,
     StorageError,
     check_record,
+    record_etag,
     record_stem,
 )
 
@@ -60,8 +63,21 @@ class FilesystemRecords(FilesystemTree):
                 found[name] = data
         return found
 
-    def put_record(self, space_id: str, kind: str, name: str, data: bytes, guard: Guard) -> bool:
-        """Replace one record file atomically after ``guard(space)``; True if it is new."""
+    def put_record(
+        self,
+        space_id: str,
+        kind: str,
+        name: str,
+        data: bytes,
+        guard: Guard,
+        condition: Condition | None = None,
+    ) -> bool:
+        """Replace one record file atomically after ``guard(space)`` and ``condition``; True if it is new.
+
+        The condition is checked under the space's write lock, which every
+        writer of the space holds: atomic within this process (one process
+        per data directory).
+        """
         rec_dir = self._records_dir(space_id, kind)
         check_record(kind, name)
         file_name = _record_file(name)
@@ -83,6 +99,10 @@ class FilesystemRecords(FilesystemTree):
                 raise SpaceMissing(f"space {space_id!r} was deleted") from e
             target = os.path.join(rec_dir, file_name)
             created = not os.path.lexists(target)
+            if condition is not None:
+                current = _read_record(target)
+                if not condition.holds(None if current is None else record_etag(current)):
+                    raise PreconditionFailed(f"{kind}/{name}")
             try:
                 self._replace_atomically(target, bytes(data))
             except FileNotFoundError as e:

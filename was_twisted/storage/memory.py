@@ -12,12 +12,15 @@ from was_twisted.storage.base import (
     DEFAULT_CONTENT_TYPE,
     Backend,
     Builder,
+    Condition,
     Guard,
+    PreconditionFailed,
     ResourceInfo,
     SpaceMissing,
     SpaceRecord,
     StoredResource,
     check_record,
+    record_etag,
 )
 
 __all__ = ["MemoryBackend"]
@@ -135,6 +138,21 @@ class MemoryBackend:
         items.sort(key=lambda item: item[0])
         return [(p, ResourceInfo(r.content_type, len(r.data), r.etag)) for p, r in items]
 
+    def delete_resources(self, space_id: str, prefix: str, guard: Guard) -> int:
+        """Delete every resource under ``prefix`` after ``guard(space)``, under the one lock."""
+        if not prefix:
+            raise ValueError("delete_resources needs a non-empty prefix")
+        with self._lock:
+            space = self._spaces.get(space_id)
+            guard(space)
+            if space is None:
+                return 0
+            stored = self._resources.get(space_id, {})
+            doomed = [p for p in stored if p.startswith(prefix)]
+            for path in doomed:
+                del stored[path]
+            return len(doomed)
+
     # -- records -------------------------------------------------------------------
 
     def get_records(self, space_id: str, kind: str, names: Sequence[str]) -> dict[str, bytes]:
@@ -148,8 +166,16 @@ class MemoryBackend:
             stored = self._records.get(space_id, {}).get(kind, {})
             return {name: stored[name] for name in names if name in stored}
 
-    def put_record(self, space_id: str, kind: str, name: str, data: bytes, guard: Guard) -> bool:
-        """Store a record after ``guard(space)``; True if it is new."""
+    def put_record(
+        self,
+        space_id: str,
+        kind: str,
+        name: str,
+        data: bytes,
+        guard: Guard,
+        condition: Condition | None = None,
+    ) -> bool:
+        """Store a record after ``guard(space)`` and ``condition``; True if it is new."""
         check_record(kind, name)
         with self._lock:
             space = self._spaces.get(space_id)
@@ -157,6 +183,10 @@ class MemoryBackend:
             if space is None:
                 raise SpaceMissing(f"space {space_id!r} does not exist")
             stored = self._records.setdefault(space_id, {}).setdefault(kind, {})
+            if condition is not None:
+                current = stored.get(name)
+                if not condition.holds(None if current is None else record_etag(current)):
+                    raise PreconditionFailed(f"{kind}/{name}")
             created = name not in stored
             stored[name] = bytes(data)
             return created

@@ -11,6 +11,8 @@ and beside it, ours only::
 
     {prefix}spaces/{space_id}/policies/{quote(name, safe="")}.json     one policy document
     {prefix}spaces/{space_id}/revocations/{quote(name, safe="")}.json  one zCap revocation
+    {prefix}spaces/{space_id}/collections/{id}.json                    one created collection
+    {prefix}spaces/{space_id}/collection-meta/{id}.json                its metadata object
     {prefix}controllers/{quote(controller, safe="")}/{space_id}  empty: "controller has space"
     {prefix}controllers/.indexed                               the index is complete
 
@@ -349,6 +351,22 @@ class S3Backend(S3Records):
                 )
         found.sort(key=lambda item: item[0])
         return found
+
+    def delete_resources(self, space_id: str, prefix: str, guard: Guard) -> int:
+        """GET the record, then LIST the prefix page by page, one DeleteObjects per page (<= 1,000 keys)."""
+        if not prefix.startswith("/"):
+            raise ValueError(f"prefix must start with '/': {prefix!r}")
+        current, _ = self._load_space(space_id)
+        guard(current)
+        if current is None:
+            return 0
+        deleted = 0
+        for page in self._list(self._resources_prefix(space_id) + quote(prefix, safe="")):
+            keys = [str(o["Key"]) for o in page.get("Contents", [])]
+            if keys:
+                self._delete_keys(keys)
+                deleted += len(keys)
+        return deleted
 
     def ping(self) -> None:
         """One ListObjectsV2 of at most one key under the prefix: what ``check`` needs, nothing more."""

@@ -1,11 +1,21 @@
-"""Records beside a space on S3 (policies, revocations): ``{prefix}spaces/{id}/{kind}/{name}.json``."""
+"""Records beside a space on S3 (``RECORD_KINDS``): ``{prefix}spaces/{id}/{kind}/{name}.json``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from urllib.parse import unquote
 
-from .base import RECORD_SUFFIX, Guard, KeyTooLong, SpaceMissing, check_record, record_stem
+from .base import (
+    RECORD_SUFFIX,
+    Condition,
+    Guard,
+    KeyTooLong,
+    PreconditionFailed,
+    SpaceMissing,
+    check_record,
+    record_etag,
+    record_stem,
+)
 from .s3_bucket import S3Bucket, _Conflict
 
 
@@ -48,12 +58,21 @@ class S3Records(S3Bucket):
             raise failure
         return results
 
-    def put_record(self, space_id: str, kind: str, name: str, data: bytes, guard: Guard) -> bool:
+    def put_record(
+        self,
+        space_id: str,
+        kind: str,
+        name: str,
+        data: bytes,
+        guard: Guard,
+        condition: Condition | None = None,
+    ) -> bool:
         """GET the space, PUT with ``IfNoneMatch='*'`` (again unconditionally if it exists), HEAD the space.
 
         The last HEAD closes a race with ``delete_space``: a record written
         after its final listing would outlive the space and apply to a later
         space of the same id, so it is taken back and the write fails.
+        With a ``condition``, see ``_put_conditionally``.
         """
         check_record(kind, name)
         current, _ = self._load_space(space_id)
@@ -61,16 +80,45 @@ class S3Records(S3Bucket):
         if current is None:
             raise SpaceMissing(space_id)
         key = self._record_key(space_id, kind, name)
-        try:
-            self._put(key, data, "application/json", IfNoneMatch="*")
-            created = True
-        except _Conflict:
-            self._put(key, data, "application/json")
-            created = False
+        if condition is not None:
+            created = self._put_conditionally(key, data, condition)
+        else:
+            try:
+                self._put(key, data, "application/json", IfNoneMatch="*")
+                created = True
+            except _Conflict:
+                self._put(key, data, "application/json")
+                created = False
         if self._head(self._meta_key(space_id)) is None:
             self._delete_keys([key])
             raise SpaceMissing(f"space {space_id!r} was deleted")
         return created
+
+    def _put_conditionally(self, key: str, data: bytes, condition: Condition) -> bool:
+        """GET the record, check ``condition`` on its bytes, then PUT only if S3 still has what we read.
+
+        The PUT carries ``IfNoneMatch='*'`` (nothing was there) or ``IfMatch``
+        (S3's ETag of what was read), so the check and the write are atomic
+        across processes: a writer that slipped in between makes S3 refuse,
+        and then the condition no longer holds either.  GET + PUT: 2 requests.
+        """
+        obj = self._get(key)
+        if obj is None:
+            stored, s3_etag = None, None
+        else:
+            with obj["Body"] as body:
+                stored = body.read()
+            s3_etag = str(obj.get("ETag", ""))
+        if not condition.holds(None if stored is None else record_etag(stored)):
+            raise PreconditionFailed(key)
+        try:
+            if s3_etag is None:
+                self._put(key, data, "application/json", IfNoneMatch="*")
+            else:
+                self._put_if_match(key, data, "application/json", s3_etag)
+        except _Conflict:
+            raise PreconditionFailed(key) from None
+        return s3_etag is None
 
     def delete_record(self, space_id: str, kind: str, name: str, guard: Guard) -> bool:
         """GET the space, then DeleteObject.  S3 does not say whether the key existed: True."""

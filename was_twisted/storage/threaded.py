@@ -25,6 +25,7 @@ from ..errors import PreconditionFailed as PreconditionFailedError
 from .base import (
     Backend,
     Builder,
+    Condition,
     Guard,
     KeyTooLong,
     PreconditionFailed,
@@ -277,11 +278,24 @@ class AsyncStorage:
     ) -> list[tuple[str, ResourceInfo]]:
         return await self._call("list_resources", self.backend.list_resources, space_id, prefix, guard)
 
+    async def delete_resources(self, space_id: str, prefix: str, guard: Guard) -> int:
+        return await self._call("delete_resources", self.backend.delete_resources, space_id, prefix, guard)
+
     async def get_records(self, space_id: str, kind: str, names: Sequence[str]) -> dict[str, bytes]:
         return await self._call("get_records", self.backend.get_records, space_id, kind, list(names))
 
-    async def put_record(self, space_id: str, kind: str, name: str, data: bytes, guard: Guard) -> bool:
-        return await self._call("put_record", self.backend.put_record, space_id, kind, name, data, guard)
+    async def put_record(
+        self,
+        space_id: str,
+        kind: str,
+        name: str,
+        data: bytes,
+        guard: Guard,
+        condition: Condition | None = None,
+    ) -> bool:
+        return await self._call(
+            "put_record", self.backend.put_record, space_id, kind, name, data, guard, condition
+        )
 
     async def delete_record(self, space_id: str, kind: str, name: str, guard: Guard) -> bool:
         return await self._call("delete_record", self.backend.delete_record, space_id, kind, name, guard)

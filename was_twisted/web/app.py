@@ -30,10 +30,20 @@ from ..errors import (
     PayloadTooLarge,
     ReservedId,
     Unavailable,
+    UnsupportedOperation,
     WASError,
 )
 from ..ids import check_resource_path
-from ..operations import Call, Operations, classify, resource_url, space_url
+from ..operations import (
+    Call,
+    Operations,
+    PathKind,
+    classify,
+    condition_from_headers,
+    is_collection_description,
+    resource_url,
+    space_url,
+)
 from ..ready import READY, Readiness
 from .cors import cors_resource
 from .limits import BoundedRequest
@@ -44,6 +54,8 @@ from .streaming import send_body
 JSON = b"application/json"
 LINKSET_JSON = b"application/linkset+json"
 SPACE_PREFIX = "/space/"
+#: ``classify`` kinds served as resources when nothing else claims them (legacy keeps reserved names).
+RESOURCE_KINDS = frozenset({"resource", "unsupported", "reserved"})
 
 
 class HeaderView(Mapping[str, str]):
@@ -306,6 +318,10 @@ class WASApp:
     async def _resource(self, request: IRequest, call: Call, space_id: str, path: str) -> Any:
         check_resource_path(path)
         kind = classify(path)
+        if kind.kind != "resource" or self.operations.settings.strict_collections:
+            answered = await self._collections(request, call, space_id, path, kind)
+            if answered is not None:
+                return answered
         if kind.kind == "policy":
             return await self._policy(request, call, space_id, kind.name)
         if kind.kind == "linkset":
@@ -330,7 +346,15 @@ class WASApp:
                 listing = await ops.list_container(call, space_id, path)
                 if listing is not None:
                     return _json(request, listing)
-            info, body = await ops.read_resource(call, space_id, path, with_body=method == "GET")
+            try:
+                info, body = await ops.read_resource(call, space_id, path, with_body=method == "GET")
+            except NotFound:
+                if kind.kind != "collection":
+                    raise
+                # No resource of this name: a created collection's description, else the same 404.
+                doc, etag = await ops.read_collection(call, space_id, kind.name)
+                request.setHeader(b"etag", etag.encode("latin-1"))
+                return _json(request, doc)
             request.setHeader(b"content-type", info.content_type.encode("latin-1"))
             request.setHeader(b"content-length", b"%d" % info.size)
             if info.etag:
@@ -370,3 +394,106 @@ class WASApp:
             return _empty(request)
         await ops.put_policy(call, space_id, anchor, _read_json_body(request))
         return _empty(request)
+
+    # -- collections, their metadata, backends, reserved segments ------------
+
+    async def _collections(
+        self, request: IRequest, call: Call, space_id: str, path: str, kind: PathKind
+    ) -> bytes | None:
+        """Answer what ``classify`` says is a collection address; ``None``: serve it as a resource."""
+        method: str = request.method.decode("ascii")
+        ops = self.operations
+        writing = method in ("PUT", "POST", "DELETE")
+        spec = not ops.legacy
+        if kind.kind == "collections":
+            if method in ("GET", "HEAD"):
+                return _json(request, await ops.list_collections(call, space_id))
+            if method == "POST":
+                doc, etag = await ops.create_collection(call, space_id, _read_json_body(request))
+                request.setHeader(b"location", (call.base + str(doc["url"])).encode())
+                request.setHeader(b"cache-control", b"no-store")
+                request.setHeader(b"etag", etag.encode("latin-1"))
+                return _json(request, doc, 201)
+            return self._reserved(request, kind) if spec else None
+        if kind.kind == "backends":
+            if method in ("GET", "HEAD"):
+                return _json(request, await ops.list_backends(call, space_id))
+            return self._reserved(request, kind) if spec else None
+        if kind.kind == "collection-meta":
+            if method in ("GET", "HEAD"):
+                doc, meta_etag = await ops.read_collection_meta(call, space_id, kind.name)
+                if meta_etag is not None:
+                    request.setHeader(b"etag", meta_etag.encode("latin-1"))
+                    if _not_modified(request, meta_etag):
+                        request.setResponseCode(304)
+                        return b""
+                return _json(request, doc)
+            if method == "PUT":
+                condition = condition_from_headers(call.headers)
+                body = _read_json_body(request)
+                etag = await ops.put_collection_meta(call, space_id, kind.name, body, condition)
+                request.setHeader(b"etag", etag.encode("latin-1"))
+                return _empty(request)
+            return self._reserved(request, kind)
+        if kind.kind == "collection-backend":
+            if method in ("GET", "HEAD"):
+                return _json(request, await ops.read_collection_backend(call, space_id, kind.name))
+            return self._reserved(request, kind)
+        if kind.kind == "resource-meta":
+            raise UnsupportedOperation("Resource metadata (.../{resource}/meta) is not served yet.")
+        if kind.kind == "unsupported" and spec:
+            if method in ("PUT", "DELETE"):
+                return self._reserved(request, kind)
+            raise UnsupportedOperation(
+                f"'{kind.name}' is reserved by the spec; this server does not serve it."
+            )
+        if kind.kind == "reserved" and spec and writing:
+            return self._reserved(request, kind)
+        if kind.kind == "collection":
+            return await self._collection(request, call, space_id, kind.name, method)
+        if ops.settings.strict_collections and kind.kind in RESOURCE_KINDS:
+            if method in ("PUT", "POST") and "/" in path[1:]:
+                # A resource write under /{c}/: into a created collection only.
+                await ops.require_collection(call, space_id, path)
+        return None
+
+    async def _collection(
+        self, request: IRequest, call: Call, space_id: str, collection_id: str, method: str
+    ) -> bytes | None:
+        """``/space/S/c``: a collection PUT if the body describes one, a collection DELETE if one exists."""
+        ops = self.operations
+        if method == "PUT":
+            content_type = request.getHeader(b"content-type")
+            ct = content_type.decode("latin-1") if content_type else None
+            body = _peek_body(request)
+            if body is None or not is_collection_description(body, ct):
+                return None
+            condition = condition_from_headers(call.headers)
+            created, doc, etag = await ops.put_collection(call, space_id, collection_id, body, condition)
+            request.setHeader(b"etag", etag.encode("latin-1"))
+            if created:
+                request.setHeader(b"location", (call.base + str(doc["url"])).encode())
+                return _json(request, doc, 201)
+            return _empty(request)
+        if method == "DELETE" and await ops.delete_collection(call, space_id, collection_id):
+            return _empty(request)
+        return None
+
+    def _reserved(self, request: IRequest, kind: PathKind) -> bytes:
+        """A method the spec gives no meaning at a reserved segment: never a resource (409 reserved-id)."""
+        name = kind.name if kind.kind in ("reserved", "unsupported") else kind.kind.rpartition("-")[2]
+        raise ReservedId(f"'{name}' is a reserved segment here; nothing is stored under it.")
+
+
+def _peek_body(request: IRequest, limit: int = 64 * 1024) -> bytes | None:
+    """The body if it is small enough to be a JSON description (``None`` if larger); left rewound."""
+    content = request.content
+    if content is None:
+        return b""
+    size = content.seek(0, 2)
+    content.seek(0)
+    if size > limit:
+        return None
+    data: bytes = content.read()
+    content.seek(0)
+    return data
