@@ -30,11 +30,12 @@ never becomes false: several servers on one bucket and prefix behave as one.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import time
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 from urllib.parse import quote, unquote
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -42,16 +43,22 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from .base import (
     DEFAULT_CONTENT_TYPE,
     Builder,
+    ByteRange,
+    Condition,
     Guard,
     KeyTooLong,
+    PreconditionFailed,
     ResourceInfo,
     SpaceMissing,
     SpaceRecord,
     StorageBusy,
     StorageError,
     StoredResource,
+    check_condition,
 )
 from .s3_bucket import (
+    _CONFLICT,
+    _MISSING,
     DELETE_BATCH,
     MAX_KEY_BYTES,
     MULTIPART_THRESHOLD,
@@ -64,6 +71,16 @@ from .s3_bucket import (
     make_client,
 )
 from .s3_records import S3Records
+
+#: The largest body one PutObject may carry (S3's limit): conditional writes stay one request up to here.
+MAX_PUT_BYTES = 5 * 1024**3
+
+
+def _total_size(obj: dict[str, Any]) -> int:
+    """The whole object's size from a ranged GetObject's ``ContentRange`` (``bytes a-b/total``)."""
+    total = str(obj.get("ContentRange") or "").rpartition("/")[2]
+    return int(total) if total.isdigit() else int(obj.get("ContentLength", 0))
+
 
 __all__ = [
     "DELETE_BATCH",
@@ -126,17 +143,17 @@ class S3Backend(S3Records):
                 self._put(self._index_key(record.controller, space_id), b"", "application/octet-stream")
             try:
                 if current is None:
-                    self._put(self._meta_key(space_id), body, "application/json", IfNoneMatch="*")
+                    done = self._put(self._meta_key(space_id), body, "application/json", IfNoneMatch="*")
                 else:
                     assert etag is not None
-                    self._put_if_match(self._meta_key(space_id), body, "application/json", etag)
+                    done = self._put_if_match(self._meta_key(space_id), body, "application/json", etag)
             except _Conflict:
                 if moved:
                     self._drop_index_unless_current(record.controller, space_id)
                 continue
             if current is not None and moved:
                 self._delete_keys([self._index_key(current.controller, space_id)])
-            return current is None, record
+            return current is None, dataclasses.replace(record, etag=done.get("ETag"))
         raise StorageBusy(f"space {space_id} kept changing under concurrent writes")
 
     def _drop_index_unless_current(self, controller: str, space_id: str) -> None:
@@ -242,13 +259,22 @@ class S3Backend(S3Records):
     # -- resources -------------------------------------------------------------
 
     def read_resource(
-        self, space_id: str, path: str, with_body: bool = True
+        self, space_id: str, path: str, with_body: bool = True, byte_range: ByteRange | None = None
     ) -> tuple[SpaceRecord | None, StoredResource | None]:
-        """The record and the object (or, for a HEAD, its HeadObject) side by side: one round trip."""
+        """The record and the object (or, for a HEAD, its HeadObject) side by side: one round trip.
+
+        A ``byte_range`` goes to GetObject as ``Range``: only the slice crosses the network.
+        """
         record_future = self._side.submit(self._load_space, space_id)
+        span: tuple[int, int] | None = None
         try:
             key = self._resource_key(space_id, path)
-            obj = self._get(key) if with_body else self._head(key)
+            if not with_body:
+                obj = self._head(key)
+            elif byte_range is None:
+                obj = self._get(key)
+            else:
+                obj, span = self._get_range(key, byte_range)
         except KeyTooLong:
             obj = None
         except BaseException:
@@ -257,18 +283,57 @@ class S3Backend(S3Records):
         space = record_future.result()[0]
         if obj is None:
             return space, None
+        modified = obj.get("LastModified")
         info = ResourceInfo(
             content_type=str(obj.get("ContentType") or DEFAULT_CONTENT_TYPE),
-            size=int(obj.get("ContentLength", 0)),
+            size=_total_size(obj) if span is not None else int(obj.get("ContentLength", 0)),
             etag=obj.get("ETag"),
+            last_modified=modified.timestamp() if modified is not None else None,
         )
-        body = cast(BinaryIO, obj["Body"]) if with_body else io.BytesIO()
-        return space, StoredResource(info, body)
+        body = cast(BinaryIO, obj["Body"]) if "Body" in obj and with_body else io.BytesIO()
+        return space, StoredResource(info, body, span)
+
+    def _get_range(
+        self, key: str, byte_range: ByteRange
+    ) -> tuple[dict[str, Any] | None, tuple[int, int] | None]:
+        """GetObject of one range: the object and the span S3 sent (``None``: it sent the whole object).
+
+        An unsatisfiable range (S3's 416) comes back as a HeadObject: the
+        metadata without a body, for the caller's 416.
+        """
+        first, last, suffix = byte_range.first, byte_range.last, byte_range.suffix
+        spec = f"bytes=-{suffix}" if first is None else f"bytes={first}-{'' if last is None else last}"
+        try:
+            obj = self._s3(self.client.get_object, Bucket=self.bucket, Key=key, Range=spec)
+        except ClientError as exc:
+            if _code(exc) in ("InvalidRange", "416"):
+                return self._head(key), None
+            if _code(exc) in _MISSING:
+                return None, None
+            raise StorageError(f"GetObject {key}: {exc}") from exc
+        sent = str(obj.get("ContentRange") or "")
+        positions, _, _ = sent.removeprefix("bytes ").partition("/")
+        start, dash, end = positions.partition("-")
+        if not dash:
+            return cast(dict[str, Any], obj), None
+        return cast(dict[str, Any], obj), (int(start), int(end))
 
     def write_resource(
-        self, space_id: str, path: str, body: BinaryIO, content_type: str, guard: Guard
+        self,
+        space_id: str,
+        path: str,
+        body: BinaryIO,
+        content_type: str,
+        guard: Guard,
+        *,
+        condition: Condition | None = None,
     ) -> ResourceInfo:
-        """GET the record, then one PUT (or a multipart upload for a large body): nothing redundant."""
+        """GET the record, then one PUT (or a multipart upload for a large body): nothing redundant.
+
+        A ``condition`` rides on the write itself (``IfNoneMatch='*'``,
+        ``IfMatch``): S3 evaluates it atomically, so no other writer, in any
+        process, slips between check and write (see ``_write_conditional``).
+        """
         current, _ = self._load_space(space_id)
         guard(current)
         if current is None:
@@ -278,14 +343,61 @@ class S3Backend(S3Records):
         body.seek(0, 2)
         size = body.tell()
         body.seek(0)
-        if size > MULTIPART_THRESHOLD:
+        if condition is not None:
+            etag = self._write_conditional(key, body, size, content_type, condition)
+        elif size > MULTIPART_THRESHOLD:
             etag = self._multipart(key, body, content_type)
         else:
             etag = self._put(key, body, content_type).get("ETag")
         return ResourceInfo(content_type=content_type, size=size, etag=etag)
 
-    def _multipart(self, key: str, body: BinaryIO, content_type: str) -> str | None:
-        """Upload in parts; abort on any failure so no partial object ever becomes visible."""
+    def _write_conditional(
+        self, key: str, body: BinaryIO, size: int, content_type: str, condition: Condition
+    ) -> str | None:
+        """One conditional PutObject up to ``MAX_PUT_BYTES`` (atomic on AWS S3, Ceph RGW, moto).
+
+        Unconditional bodies over 16 MiB go up in parts, but
+        ``CompleteMultipartUpload`` honours ``If-Match`` only on AWS S3 (moto:
+        ``If-None-Match`` only; Ceph RGW 16: neither), so a conditional body
+        stays one PutObject as far as S3 allows.  Past that, the parts are
+        checked before the upload and the completion carries the condition:
+        atomic on AWS S3, a window of one upload elsewhere (README.rst).
+        Several ``If-Match`` ETags, or ``*``, are first resolved to the one
+        stored (HeadObject), then compared-and-swapped against it.
+        """
+        if condition.if_none_match and condition.if_match is not None:
+            raise PreconditionFailed("If-Match and If-None-Match: * cannot both hold")
+        conditions: dict[str, str] = {}
+        if condition.if_none_match:
+            conditions["IfNoneMatch"] = "*"
+        elif condition.if_match is not None:
+            tags = condition.if_match
+            if len(tags) == 1 and tags[0] != "*" and size <= MAX_PUT_BYTES:
+                expected = tags[0]
+            else:
+                head = self._head(key)
+                current = str(head["ETag"]) if head is not None and head.get("ETag") else None
+                check_condition(condition, current)
+                assert current is not None
+                expected = current
+        try:
+            if size > MAX_PUT_BYTES:
+                if condition.if_none_match:
+                    check_condition(condition, None if self._head(key) is None else "*")
+                else:
+                    conditions["IfMatch"] = self._if_match_value(expected)
+                return self._multipart(key, body, content_type, **conditions)
+            if conditions:
+                return self._put(key, body, content_type, **conditions).get("ETag")
+            return self._put_if_match(key, body, content_type, expected).get("ETag")
+        except _Conflict as exc:
+            raise PreconditionFailed(str(exc)) from exc
+
+    def _multipart(self, key: str, body: BinaryIO, content_type: str, **conditions: str) -> str | None:
+        """Upload in parts; abort on any failure so no partial object ever becomes visible.
+
+        ``conditions`` go on ``CompleteMultipartUpload`` (``_Conflict`` when it refuses).
+        """
         try:
             upload = self._s3(
                 self.client.create_multipart_upload, Bucket=self.bucket, Key=key, ContentType=content_type
@@ -313,10 +425,13 @@ class S3Backend(S3Records):
                 Key=key,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
+                **conditions,
             )
             return cast(str | None, done.get("ETag"))
         except ClientError as exc:
             self._abort(key, upload_id)
+            if conditions and (_code(exc) in _CONFLICT or _code(exc) in _MISSING):
+                raise _Conflict(key) from exc
             raise StorageError(f"multipart upload {key}: {exc}") from exc
         except BaseException:
             self._abort(key, upload_id)
@@ -329,9 +444,45 @@ class S3Backend(S3Records):
         except (ClientError, BotoCoreError):
             pass
 
-    def delete_resource(self, space_id: str, path: str, guard: Guard) -> bool:
-        """GET the record, then DeleteObject.  S3 does not say whether the key existed: True."""
-        return self._delete_guarded(space_id, guard, lambda: self._resource_key(space_id, path))
+    def delete_resource(
+        self, space_id: str, path: str, guard: Guard, *, condition: Condition | None = None
+    ) -> bool:
+        """GET the record, then DeleteObject.  S3 does not say whether the key existed: True.
+
+        With a ``condition``: the record and a HeadObject side by side, the
+        condition checked against the ETag seen, then ``DeleteObject`` with
+        ``IfMatch`` that ETag: atomic where the store honours it (AWS S3,
+        moto); Ceph RGW 16 ignores it, leaving the window between the HEAD
+        and the DELETE (README.rst).
+        """
+        if condition is None:
+            return self._delete_guarded(space_id, guard, lambda: self._resource_key(space_id, path))
+        try:
+            key: str | None = self._resource_key(space_id, path)
+        except KeyTooLong:
+            key = None
+        head_future = self._side.submit(self._head, key) if key is not None else None
+        try:
+            current, _ = self._load_space(space_id)
+            guard(current)
+        finally:
+            head = head_future.result() if head_future is not None else None
+        if current is None:
+            check_condition(condition, None)
+            return False
+        etag = str(head["ETag"]) if head is not None and head.get("ETag") else None
+        check_condition(condition, etag)
+        if key is None or etag is None:
+            return False
+        try:
+            self._s3(
+                self.client.delete_object, Bucket=self.bucket, Key=key, IfMatch=self._if_match_value(etag)
+            )
+        except ClientError as exc:
+            if _code(exc) in _CONFLICT or _code(exc) in _MISSING:
+                raise PreconditionFailed(key) from exc
+            raise StorageError(f"DeleteObject {key}: {exc}") from exc
+        return True
 
     def list_resources(self, space_id: str, prefix: str, guard: Guard) -> list[tuple[str, ResourceInfo]]:
         """Paths under ``prefix`` from LIST alone; the content type is left empty (LIST does not carry it)."""
