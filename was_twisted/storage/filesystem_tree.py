@@ -109,6 +109,12 @@ class _Slice:
     def close(self) -> None:
         self._f.close()
 
+    def __enter__(self) -> _Slice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _fsync_dir(path: str) -> None:
     """Make renames and unlinks in ``path`` durable; a no-op where directories cannot be opened."""
