@@ -254,7 +254,8 @@ class FilesystemBackend(FilesystemRecords):
             except FileNotFoundError as e:
                 raise SpaceMissing(f"space {space_id!r} was deleted") from e
             base = os.path.join(res_dir, stem)
-            check_condition(condition, _data_etag(base + _DATA_SUFFIX))
+            if condition is not None:
+                check_condition(condition, _data_etag(base + _DATA_SUFFIX))
             content_type = content_type or DEFAULT_CONTENT_TYPE
             try:
                 with self._temp_file(res_dir) as (f, tmp):
@@ -301,7 +302,8 @@ class FilesystemBackend(FilesystemRecords):
                 raise SpaceMissing(f"space {space_id!r} was deleted") from e
             if not same:
                 raise SpaceMissing(f"space {space_id!r} was deleted")
-            check_condition(condition, _data_etag(base + _DATA_SUFFIX))
+            if condition is not None:
+                check_condition(condition, _data_etag(base + _DATA_SUFFIX))
             yield
 
     def delete_resource(
