@@ -88,10 +88,7 @@ class SpaceOperations(OperationsBase):
         """
         return created and not self.legacy
 
-    async def read_space(self, call: Call, space_id: str) -> dict[str, object]:
-        return (await self.read_space_tagged(call, space_id))[0]
-
-    async def read_space_tagged(self, call: Call, space_id: str) -> tuple[dict[str, object], str | None]:
+    async def read_space(self, call: Call, space_id: str) -> tuple[dict[str, object], str | None]:
         """The space description and its ``ETag`` (for a later ``If-Match`` on ``PUT /space/{id}``)."""
         check_space_id(space_id)
         invocation = await self.invocation(call)
@@ -116,18 +113,12 @@ class SpaceOperations(OperationsBase):
 
     async def put_space(
         self, call: Call, space_id: str, body: bytes, condition: Condition | None = None
-    ) -> tuple[bool, dict[str, object]]:
-        """Create or update; updates are checked against the stored controller."""
-        created, doc, _ = await self.put_space_tagged(call, space_id, body, condition)
-        return created, doc
-
-    async def put_space_tagged(
-        self, call: Call, space_id: str, body: bytes, condition: Condition | None = None
     ) -> tuple[bool, dict[str, object], str | None]:
-        """``put_space``, and the new ``ETag``.
+        """Create or update; (created?, the description, its new ``ETag``).
 
-        ``condition`` is checked after authorization, against the ETag of the
-        record the backend hands ``build``, so it is atomic with the write.
+        Updates are checked against the stored controller.  ``condition`` is
+        checked after authorization, against the ETag of the record the
+        backend hands ``build``, so it is atomic with the write.
         """
         check_space_id(space_id)
         invocation = await self.invocation(call)

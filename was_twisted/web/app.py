@@ -306,14 +306,14 @@ class WASApp:
         method = self._only(request, ("GET", "HEAD", "PUT", "DELETE"))
         ops = self.operations
         if method in ("GET", "HEAD"):
-            doc, etag = await ops.read_space_tagged(call, space_id)
+            doc, etag = await ops.read_space(call, space_id)
             _set_etag(request, etag)
             return _json(request, doc)
         if method == "DELETE":
             await ops.delete_space(call, space_id)
             return _empty(request)
         condition = condition_from(request)
-        created, doc, etag = await ops.put_space_tagged(call, space_id, _read_json_body(request), condition)
+        created, doc, etag = await ops.put_space(call, space_id, _read_json_body(request), condition)
         _set_etag(request, etag)
         if ops.announces_creation(created):
             request.setHeader(b"location", (call.base + space_url(space_id)).encode())
