@@ -28,7 +28,7 @@ from tests.unit.test_storage_contract import (
     space,
     write,
 )
-from was_twisted.storage import s3 as s3_module
+from was_twisted.storage import s3_conditional
 from was_twisted.storage.base import (
     Backend,
     ByteRange,
@@ -298,7 +298,7 @@ def test_s3_large_conditional_body_over_the_single_put_limit(
     s3: S3Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past one PutObject's limit: a HEAD first (a stale condition uploads nothing), then parts."""
-    monkeypatch.setattr(s3_module, "MAX_PUT_BYTES", 8)
+    monkeypatch.setattr(s3_conditional, "MAX_PUT_BYTES", 8)
     cwrite(s3, "/big", b"0123456789abcdef", CREATE)
     assert read(s3, "/big") == (b"0123456789abcdef", "text/plain")
     s3.calls.clear()
