@@ -68,9 +68,11 @@ async def test_transfer_keeps_created_by(api: Api, alice: Ed25519Signer, mallory
     """A transfer changes the controller but createdBy stays the creator's."""
     sid = str(uuid.uuid4())
     path = f"/space/{sid}"
-    created, _ = await api.ops.put_space(call(alice, "PUT", path), sid, space_body(sid, alice.controller))
+    created, _, _ = await api.ops.put_space(call(alice, "PUT", path), sid, space_body(sid, alice.controller))
     assert created
-    created, doc = await api.ops.put_space(call(alice, "PUT", path), sid, space_body(sid, mallory.controller))
+    created, doc, _ = await api.ops.put_space(
+        call(alice, "PUT", path), sid, space_body(sid, mallory.controller)
+    )
     assert not created and doc["controller"] == mallory.controller and doc["createdBy"] == alice.controller
 
 

@@ -10,7 +10,7 @@ addresses (the spec's reserved segments).
 from __future__ import annotations
 
 from .base import Call, resource_url, space_url
-from .collection_model import condition_from_headers, is_collection_description
+from .collection_model import is_collection_description
 from .collections import CollectionOperations
 from .reserved import PathKind, classify
 from .resources import ResourceOperations
@@ -28,7 +28,6 @@ __all__ = [
     "PathKind",
     "SpaceBody",
     "classify",
-    "condition_from_headers",
     "is_collection_description",
     "describe_space",
     "parse_space_body",

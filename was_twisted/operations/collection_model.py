@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 from ..bodies import json_object
 from ..errors import InvalidId, InvalidRequestBody, ReservedId, UnsupportedBackend
-from ..storage.base import Condition
 from .base import resource_url, space_url
 from .reserved import SPACE_RESERVED
 
@@ -238,23 +237,6 @@ def list_item(space_id: str, collection_id: str, record: Mapping[str, object]) -
 
 def collections_url(space_id: str) -> str:
     return space_url(space_id) + "/collections/"
-
-
-def condition_from_headers(headers: Mapping[str, str]) -> Condition | None:
-    """``If-Match`` / ``If-None-Match: *`` as a ``Condition`` (strong comparison: a weak tag never matches).
-
-    ``If-None-Match`` with tags (not ``*``) is a read-side validator and is
-    ignored on writes.
-    """
-    if_match = headers.get("if-match")
-    if_none_match = headers.get("if-none-match")
-    tags: tuple[str, ...] | None = None
-    if if_match is not None:
-        tags = tuple(t.strip() for t in if_match.split(",") if t.strip()) or ("",)
-    none_match = if_none_match is not None and if_none_match.strip() == "*"
-    if tags is None and not none_match:
-        return None
-    return Condition(if_match=tags, if_none_match=none_match)
 
 
 @dataclass(frozen=True)

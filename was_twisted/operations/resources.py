@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import NotFound
 from ..ids import check_resource_path, check_space_id
-from ..storage.base import DEFAULT_CONTENT_TYPE, ResourceInfo, SpaceRecord
+from ..storage.base import DEFAULT_CONTENT_TYPE, ByteRange, Condition, ResourceInfo, SpaceRecord
 from ..storage.threaded import AsyncBody
 from .base import Call, OperationsBase, resource_url
 from .collection_model import COLLECTIONS, describe_collection, load_record
@@ -23,6 +25,19 @@ def _listed(space_id: str, prefix: str, path: str, info: ResourceInfo) -> dict[s
     if info.content_type:
         item["contentType"] = info.content_type
     return item
+
+
+@dataclass(frozen=True)
+class RangedRead:
+    """A GET's outcome: metadata, the ``(first, last)`` span the body holds (``None``: all of it).
+
+    ``unsatisfiable``: a ``Range`` applied and selects no byte (416; the body is then empty).
+    """
+
+    info: ResourceInfo
+    span: tuple[int, int] | None
+    body: AsyncBody
+    unsatisfiable: bool = False
 
 
 class ResourceOperations(OperationsBase):
@@ -56,14 +71,68 @@ class ResourceOperations(OperationsBase):
             raise NotFound("Resource not found or insufficient authorization.")
         return info, body
 
+    async def read_resource_range(
+        self,
+        call: Call,
+        space_id: str,
+        path: str,
+        byte_range: ByteRange | None,
+        range_applies: Callable[[ResourceInfo], bool] = lambda info: True,
+    ) -> RangedRead:
+        """GET ``byte_range`` of a resource (``None``: all of it), authorized as ``read_resource``.
+
+        ``range_applies`` is ``If-Range``: when it says no, the whole body is
+        read instead (a second read, only in that rare case).  An
+        unsatisfiable range is told in the result, not raised, so the caller
+        can still answer ``If-None-Match`` first (RFC 9110 13.2.2).
+        """
+        check_space_id(space_id)
+        check_resource_path(path)
+        invocation = await self.invocation(call, lenient=self.legacy)
+
+        def guard(space: SpaceRecord | None) -> None:
+            self.decide(
+                call,
+                invocation,
+                space_id,
+                space,
+                revocations=self.revocations_for(space_id, invocation),
+                policy=self.policy_lookup(space_id, path),
+                public_by_default=self.legacy,
+            )
+
+        _, stored, body = await self.storage.read_resource_range(space_id, path, byte_range, guard)
+        if stored is None or body is None:
+            raise NotFound("Resource not found or insufficient authorization.")
+        if byte_range is None:
+            return RangedRead(stored.info, None, body)
+        satisfiable = byte_range.resolve(stored.info.size) is not None
+        if range_applies(stored.info):
+            return RangedRead(stored.info, stored.span, body, unsatisfiable=not satisfiable)
+        if stored.span is None and satisfiable:
+            return RangedRead(stored.info, None, body)  # the whole body was read anyway
+        await body.close()
+        _, stored, body = await self.storage.read_resource_range(space_id, path, None, guard)
+        if stored is None or body is None:
+            raise NotFound("Resource not found or insufficient authorization.")
+        return RangedRead(stored.info, None, body)
+
     async def write_resource(
-        self, call: Call, space_id: str, path: str, body: BinaryIO, content_type: str | None
+        self,
+        call: Call,
+        space_id: str,
+        path: str,
+        body: BinaryIO,
+        content_type: str | None,
+        condition: Condition | None = None,
     ) -> ResourceInfo:
+        """PUT: store the body; ``condition`` (``If-Match`` / ``If-None-Match: *``) after authorization."""
         check_space_id(space_id)
         check_resource_path(path)
         invocation = await self.invocation(call)
         await self.check_digest(call, body)
         backend = self.backend
+        conditional = {} if condition is None else {"condition": condition}
 
         def write() -> ResourceInfo:
             revocations = self.revocations_for(space_id, invocation)
@@ -73,27 +142,38 @@ class ResourceOperations(OperationsBase):
                 body,
                 content_type or DEFAULT_CONTENT_TYPE,
                 lambda space: self.decide(call, invocation, space_id, space, revocations=revocations),
+                **conditional,
             )
 
         return await self.storage.run(write)
 
     async def post_resource(
-        self, call: Call, space_id: str, path: str, body: BinaryIO, content_type: str | None
-    ) -> str:
+        self,
+        call: Call,
+        space_id: str,
+        path: str,
+        body: BinaryIO,
+        content_type: str | None,
+        condition: Condition | None = None,
+    ) -> tuple[str, ResourceInfo]:
         """POST: to ``.../`` a new resource with a fresh name under it, else write at ``path``.
 
-        Returns the path written.
+        Returns the path written and what was stored (its new ETag).
+        ``condition`` applies to a write at an exact path.
         """
         if path.endswith("/"):
             path = path + str(uuid.uuid4())
-        await self.write_resource(call, space_id, path, body, content_type)
-        return path
+        info = await self.write_resource(call, space_id, path, body, content_type, condition)
+        return path, info
 
-    async def delete_resource(self, call: Call, space_id: str, path: str) -> None:
+    async def delete_resource(
+        self, call: Call, space_id: str, path: str, condition: Condition | None = None
+    ) -> None:
         check_space_id(space_id)
         check_resource_path(path)
         invocation = await self.invocation(call)
         backend = self.backend
+        conditional = {} if condition is None else {"condition": condition}
 
         def delete() -> bool:
             revocations = self.revocations_for(space_id, invocation)
@@ -101,6 +181,7 @@ class ResourceOperations(OperationsBase):
                 space_id,
                 path,
                 lambda space: self.decide(call, invocation, space_id, space, revocations=revocations),
+                **conditional,
             )
 
         await self.storage.run(delete)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..bodies import json_object
 from ..errors import InvalidId, InvalidRequestBody, MissingAuthorization, SpaceExists
 from ..ids import check_space_id
-from ..storage.base import SpaceRecord
+from ..storage.base import Condition, SpaceRecord, check_condition
 from .base import Call, OperationsBase, space_url
 
 MAX_SPACE_BODY = 64 * 1024
@@ -88,7 +88,8 @@ class SpaceOperations(OperationsBase):
         """
         return created and not self.legacy
 
-    async def read_space(self, call: Call, space_id: str) -> dict[str, object]:
+    async def read_space(self, call: Call, space_id: str) -> tuple[dict[str, object], str | None]:
+        """The space description and its ``ETag`` (for a later ``If-Match`` on ``PUT /space/{id}``)."""
         check_space_id(space_id)
         invocation = await self.invocation(call)
         backend = self.backend
@@ -107,10 +108,18 @@ class SpaceOperations(OperationsBase):
             assert record is not None
             return record
 
-        return describe_space(await self.storage.run(read))
+        record = await self.storage.run(read)
+        return describe_space(record), record.etag
 
-    async def put_space(self, call: Call, space_id: str, body: bytes) -> tuple[bool, dict[str, object]]:
-        """Create or update; updates are checked against the stored controller."""
+    async def put_space(
+        self, call: Call, space_id: str, body: bytes, condition: Condition | None = None
+    ) -> tuple[bool, dict[str, object], str | None]:
+        """Create or update; (created?, the description, its new ``ETag``).
+
+        Updates are checked against the stored controller.  ``condition`` is
+        checked after authorization, against the ETag of the record the
+        backend hands ``build``, so it is atomic with the write.
+        """
         check_space_id(space_id)
         invocation = await self.invocation(call)
         if invocation.signer is None:
@@ -125,6 +134,7 @@ class SpaceOperations(OperationsBase):
             def build(current: SpaceRecord | None) -> SpaceRecord:
                 if current is None:
                     self.decide_create(call, invocation, self.scope_of(call, space_id), wanted.controller)
+                    check_condition(condition, None)
                     return SpaceRecord(
                         space_id=space_id,
                         id=wanted.id or space_id,
@@ -133,6 +143,7 @@ class SpaceOperations(OperationsBase):
                         created_by=invocation.signer,
                     )
                 self.decide(call, invocation, space_id, current, revocations=revocations)
+                check_condition(condition, current.etag)
                 return SpaceRecord(
                     space_id=space_id,
                     id=current.id,
@@ -145,7 +156,7 @@ class SpaceOperations(OperationsBase):
             return backend.put_space(space_id, build)
 
         created, record = await self.storage.run(write)
-        return created, describe_space(record)
+        return created, describe_space(record), record.etag
 
     async def create_space(self, call: Call, body: bytes) -> dict[str, object]:
         """POST /spaces/: a new space, its id the body's or a fresh UUID."""

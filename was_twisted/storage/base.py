@@ -91,6 +91,12 @@ class Condition:
         return True
 
 
+def check_condition(condition: Condition | None, current_etag: str | None) -> None:
+    """Raise ``PreconditionFailed`` unless ``condition`` is absent or holds over ``current_etag``."""
+    if condition is not None and not condition.holds(current_etag):
+        raise PreconditionFailed(f"precondition {condition} does not hold over {current_etag}")
+
+
 @dataclass(frozen=True)
 class SpaceRecord:
     """A space as stored.
@@ -107,6 +113,9 @@ class SpaceRecord:
     name: str | None = None
     created_by: str | None = None
     extra: dict[str, object] = field(default_factory=dict, compare=False)
+    #: The stored record's strong ETag (quoted), filled by the backend that read or wrote it;
+    #: ``put_space``'s ``build`` compares it with a ``Condition`` (space ``If-Match``).
+    etag: str | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, object]:
         """The ``_meta.json`` document (the existing server's members first)."""
@@ -142,6 +151,38 @@ class ResourceInfo:
     content_type: str
     size: int
     etag: str | None = None
+    #: When the stored bytes last changed, in seconds since the epoch (``Last-Modified``).
+    last_modified: float | None = None
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """One ``bytes=`` range-spec (RFC 9110 14.1.2), not yet resolved against a size.
+
+    ``first``/``last`` as sent (``last`` ``None``: to the end); a suffix range
+    (``-n``, the last ``n`` bytes) has ``first`` ``None`` and ``suffix`` ``n``.
+    """
+
+    first: int | None = None
+    last: int | None = None
+    suffix: int | None = None
+
+    def resolve(self, size: int) -> tuple[int, int] | None:
+        """The inclusive ``(first, last)`` byte positions this range selects of ``size`` bytes.
+
+        ``None`` when it selects nothing (unsatisfiable: 416).  An empty
+        representation has no bytes to select, so every range is unsatisfiable.
+        """
+        if size <= 0:
+            return None
+        if self.first is None:
+            if not self.suffix:
+                return None
+            return max(0, size - self.suffix), size - 1
+        if self.first >= size:
+            return None
+        last = size - 1 if self.last is None else min(self.last, size - 1)
+        return self.first, last
 
 
 @dataclass
@@ -149,10 +190,20 @@ class StoredResource:
     """An open resource: its metadata and a readable binary body.
 
     The caller must close ``body``; bytes are read in chunks, never whole.
+    ``span`` is the inclusive ``(first, last)`` slice ``body`` holds when a
+    ``ByteRange`` was asked for and satisfiable (``None``: the whole body,
+    or, when the range was unsatisfiable, possibly nothing: the caller
+    checks ``ByteRange.resolve(info.size)``).
     """
 
     info: ResourceInfo
     body: BinaryIO
+    span: tuple[int, int] | None = None
+
+    @property
+    def length(self) -> int:
+        """How many bytes ``body`` holds."""
+        return self.info.size if self.span is None else self.span[1] - self.span[0] + 1
 
 
 class PreconditionFailed(Exception):  # noqa: N818 - named as the spec's error type
@@ -189,9 +240,11 @@ class Backend(Protocol):
     def put_space(self, space_id: str, build: Builder) -> tuple[bool, SpaceRecord]:
         """Create or replace a space with ``build(current)``; (created?, the record written).
 
-        ``build`` raises to refuse.  Calling it and writing its record are
-        atomic with respect to other writers of the same space in this
-        process (and, where the store allows, across processes).
+        ``build`` raises to refuse (``PreconditionFailed`` when a ``Condition``
+        on ``current.etag`` does not hold).  The record returned carries its
+        new ``etag``.  Calling it and writing its record are atomic with
+        respect to other writers of the same space in this process (and,
+        where the store allows, across processes).
         """
         ...
 
@@ -208,28 +261,42 @@ class Backend(Protocol):
         ...
 
     def read_resource(
-        self, space_id: str, path: str, with_body: bool = True
+        self, space_id: str, path: str, with_body: bool = True, byte_range: ByteRange | None = None
     ) -> tuple[SpaceRecord | None, StoredResource | None]:
         """The space and the open resource (each ``None`` when absent), in one call.
 
         ``with_body=False`` (a HEAD) lets a backend skip fetching the bytes: the
         body it returns may then be empty, but the metadata is the real one.
+        ``byte_range``: fetch only that slice (``StoredResource.span``); the
+        metadata still describes the whole representation.
         """
         ...
 
     def write_resource(
-        self, space_id: str, path: str, body: BinaryIO, content_type: str, guard: Guard
+        self,
+        space_id: str,
+        path: str,
+        body: BinaryIO,
+        content_type: str,
+        guard: Guard,
+        *,
+        condition: Condition | None = None,
     ) -> ResourceInfo:
         """Store ``body`` (read to its end) after ``guard(space)`` passes.
 
-        Raises ``SpaceMissing`` if the space is absent and the guard allowed it.
+        Raises ``SpaceMissing`` if the space is absent and the guard allowed it,
+        ``PreconditionFailed`` (nothing written) if ``condition`` does not hold
+        for the stored ETag, checked after the guard and atomically with the write.
         A reader sees the old bytes or the new ones, never a mix.
         """
         ...
 
-    def delete_resource(self, space_id: str, path: str, guard: Guard) -> bool:
+    def delete_resource(
+        self, space_id: str, path: str, guard: Guard, *, condition: Condition | None = None
+    ) -> bool:
         """Delete one resource after ``guard(space)``; False if it certainly did not exist.
 
+        ``condition`` as for ``write_resource``.
         (S3 does not say whether a deleted key existed: it answers True.)
         """
         ...

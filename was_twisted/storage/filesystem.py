@@ -28,18 +28,22 @@ and tombstones share the directories safely.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
 import shutil
 import uuid
-from typing import TYPE_CHECKING, BinaryIO
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, BinaryIO, cast
 from urllib.parse import unquote
 
 from was_twisted.storage.base import (
     DEFAULT_CONTENT_TYPE,
     Backend,
     Builder,
+    ByteRange,
+    Condition,
     Guard,
     KeyTooLong,
     ResourceInfo,
@@ -47,6 +51,7 @@ from was_twisted.storage.base import (
     SpaceRecord,
     StorageError,
     StoredResource,
+    check_condition,
 )
 
 from .filesystem_records import FilesystemRecords
@@ -56,11 +61,16 @@ from .filesystem_tree import (
     _META,
     _META_SUFFIX,
     _NAME_MAX,
+    _data_etag,
     _etag,
     _fits,
+    _flocked,
     _fsync_dir,
+    _mtime,
     _read_content_type,
     _resource_stem,
+    _Slice,
+    _space_etag,
     _stored_content_type,
 )
 
@@ -70,9 +80,15 @@ class FilesystemBackend(FilesystemRecords):
 
     Writers of one space hold that space's write lock from the guard to the
     last rename, so a guard and the write it allows are atomic within this
-    process.  Across processes there is no lock: renames keep every file
-    whole, and a delete renames the space away before removing it.
-    Readers take only the short commit lock (see ``_SpaceLocks``).
+    process.  Across processes, the commit of a resource write or delete
+    (the check of its ``Condition`` against the stored ETag, then the
+    renames) holds an ``flock`` on the space's directory, and space writes
+    one on ``spaces/``: a conditional write is atomic against every writer of
+    the data directory, whatever its process.  The lock is taken after the
+    body is on disk, so it is held for a stat and a rename or two, never for
+    a body's copy.  Renames keep every file whole, and a delete renames the
+    space away before removing it.  Readers take only the short commit lock
+    (see ``_SpaceLocks``) and never an ``flock``.
     """
 
     # -- spaces ----------------------------------------------------------
@@ -87,18 +103,18 @@ class FilesystemBackend(FilesystemRecords):
         if not _fits(space_id):
             raise KeyTooLong(f"space id is over {_NAME_MAX} bytes")
         locks = self._space_locks(space_id)
-        with locks.write:
+        with locks.write, _flocked(self._spaces_dir):
             current = self._load_space(space_id)
             record = build(current)
             if record.space_id != space_id:
                 raise ValueError(f"built record is for {record.space_id!r}, not {space_id!r}")
             os.makedirs(space_dir, exist_ok=True)
-            doc = json.dumps(record.to_json(), ensure_ascii=False)
-            self._replace_atomically(os.path.join(space_dir, _META), doc.encode("utf-8"))
+            raw = json.dumps(record.to_json(), ensure_ascii=False).encode("utf-8")
+            self._replace_atomically(os.path.join(space_dir, _META), raw)
             _fsync_dir(space_dir)
             if current is None:
                 _fsync_dir(self._spaces_dir)
-            return current is None, record
+            return current is None, dataclasses.replace(record, etag=_space_etag(raw))
 
     def delete_space(self, space_id: str, guard: Guard) -> bool:
         """Delete a space, its resources and its records after ``guard(current)``; True if it existed.
@@ -112,7 +128,7 @@ class FilesystemBackend(FilesystemRecords):
         """
         space_dir = self._space_dir(space_id)
         locks = self._space_locks(space_id)
-        with locks.write:
+        with locks.write, _flocked(self._spaces_dir):
             current = self._load_space(space_id)
             guard(current)
             if current is None:
@@ -121,7 +137,8 @@ class FilesystemBackend(FilesystemRecords):
             if not _fits(os.path.basename(tomb)):
                 tomb = os.path.join(self._spaces_dir, f".deleting-{uuid.uuid4().hex}")
             try:
-                with locks.commit:
+                # Waits for commits in flight in other processes; theirs after this find it gone.
+                with _flocked(space_dir), locks.commit:
                     os.rename(space_dir, tomb)
             except FileNotFoundError:
                 return False
@@ -153,7 +170,7 @@ class FilesystemBackend(FilesystemRecords):
     # -- resources -------------------------------------------------------
 
     def read_resource(
-        self, space_id: str, path: str, with_body: bool = True
+        self, space_id: str, path: str, with_body: bool = True, byte_range: ByteRange | None = None
     ) -> tuple[SpaceRecord | None, StoredResource | None]:
         """The space and the open ``.data`` file (each ``None`` when absent); the caller closes it.
 
@@ -161,6 +178,7 @@ class FilesystemBackend(FilesystemRecords):
         ``.meta`` first, so new bytes always come with their own type (see
         ``write_resource``).  Size and etag come from the open descriptor, so
         they describe exactly the bytes served even if a write lands now.
+        A ``byte_range`` seeks: only the slice is read.
         """
         space = self._load_space(space_id)
         if space is None:
@@ -181,12 +199,28 @@ class FilesystemBackend(FilesystemRecords):
             except BaseException:
                 f.close()
                 raise
-        return space, StoredResource(ResourceInfo(content_type, st.st_size, _etag(st)), f)
+        info = ResourceInfo(content_type, st.st_size, _etag(st), _mtime(st))
+        span = byte_range.resolve(st.st_size) if byte_range is not None and with_body else None
+        if span is None:
+            return space, StoredResource(info, f)
+        f.seek(span[0])
+        return space, StoredResource(info, cast(BinaryIO, _Slice(f, span[1] - span[0] + 1)), span)
 
     def write_resource(
-        self, space_id: str, path: str, body: BinaryIO, content_type: str, guard: Guard
+        self,
+        space_id: str,
+        path: str,
+        body: BinaryIO,
+        content_type: str,
+        guard: Guard,
+        *,
+        condition: Condition | None = None,
     ) -> ResourceInfo:
         """Stream ``body`` to disk after ``guard(space)``; ``SpaceMissing`` if the space is absent.
+
+        ``condition`` is checked right after the guard (so a false one costs
+        no copy) and again under the space's ``flock``, just before the
+        renames (so another process's write in between is seen).
 
         Order: the bytes (and a changed ``.meta``) go to temp files and are
         fsynced first (nothing visible yet); then ``.meta`` is renamed into
@@ -222,6 +256,8 @@ class FilesystemBackend(FilesystemRecords):
             except FileNotFoundError as e:
                 raise SpaceMissing(f"space {space_id!r} was deleted") from e
             base = os.path.join(res_dir, stem)
+            if condition is not None:
+                check_condition(condition, _data_etag(base + _DATA_SUFFIX))
             content_type = content_type or DEFAULT_CONTENT_TYPE
             try:
                 with self._temp_file(res_dir) as (f, tmp):
@@ -232,7 +268,7 @@ class FilesystemBackend(FilesystemRecords):
                     os.fsync(f.fileno())
                     st = os.fstat(f.fileno())
                     if _stored_content_type(base + _META_SUFFIX) == content_type:
-                        with locks.commit:
+                        with self._committing(space_id, base, condition), locks.commit:
                             os.replace(tmp, base + _DATA_SUFFIX)
                     else:
                         meta = json.dumps({"content_type": content_type}, ensure_ascii=False)
@@ -240,7 +276,7 @@ class FilesystemBackend(FilesystemRecords):
                             mf.write(meta.encode("utf-8"))
                             mf.flush()
                             os.fsync(mf.fileno())
-                            with locks.commit:
+                            with self._committing(space_id, base, condition), locks.commit:
                                 os.replace(mtmp, base + _META_SUFFIX)
                                 os.replace(tmp, base + _DATA_SUFFIX)
             except FileNotFoundError as e:
@@ -250,10 +286,32 @@ class FilesystemBackend(FilesystemRecords):
                     raise KeyTooLong(str(e)) from e
                 raise
             _fsync_dir(res_dir)
-            return ResourceInfo(content_type, st.st_size, _etag(st))
+            return ResourceInfo(content_type, st.st_size, _etag(st), _mtime(st))
 
-    def delete_resource(self, space_id: str, path: str, guard: Guard) -> bool:
-        """Delete one resource after ``guard(space)``; True if it existed.
+    @contextlib.contextmanager
+    def _committing(self, space_id: str, base: str, condition: Condition | None) -> Iterator[None]:
+        """Hold the space directory's ``flock`` while a write or delete commits; check ``condition``.
+
+        ``SpaceMissing`` when the directory was deleted (or deleted and made
+        again) since the write began: the commit would land in a tombstone.
+        """
+        space_dir = self._space_dir(space_id)
+        with contextlib.ExitStack() as stack:
+            try:
+                fd = stack.enter_context(_flocked(space_dir))
+                same = os.stat(space_dir).st_ino == os.fstat(fd).st_ino
+            except (FileNotFoundError, NotADirectoryError) as e:
+                raise SpaceMissing(f"space {space_id!r} was deleted") from e
+            if not same:
+                raise SpaceMissing(f"space {space_id!r} was deleted")
+            if condition is not None:
+                check_condition(condition, _data_etag(base + _DATA_SUFFIX))
+            yield
+
+    def delete_resource(
+        self, space_id: str, path: str, guard: Guard, *, condition: Condition | None = None
+    ) -> bool:
+        """Delete one resource after ``guard(space)`` and ``condition``; True if it existed.
 
         ``.data`` goes first: it is the existence marker, so a crash between
         the two unlinks leaves only an invisible ``.meta``.
@@ -264,16 +322,21 @@ class FilesystemBackend(FilesystemRecords):
             space = self._load_space(space_id)
             guard(space)
             if space is None or not _fits(stem + _DATA_SUFFIX):
+                check_condition(condition, None)
                 return False
             res_dir = self._resources_dir(space_id)
             base = os.path.join(res_dir, stem)
-            with locks.commit:
-                try:
-                    os.unlink(base + _DATA_SUFFIX)
-                except (FileNotFoundError, NotADirectoryError):
-                    return False
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(base + _META_SUFFIX)
+            try:
+                with self._committing(space_id, base, condition), locks.commit:
+                    try:
+                        os.unlink(base + _DATA_SUFFIX)
+                    except (FileNotFoundError, NotADirectoryError):
+                        return False
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(base + _META_SUFFIX)
+            except SpaceMissing:
+                check_condition(condition, None)
+                return False
             _fsync_dir(res_dir)
             return True
 
@@ -304,7 +367,7 @@ class FilesystemBackend(FilesystemRecords):
                 except FileNotFoundError:
                     continue  # deleted while we listed
                 content_type = _read_content_type(os.path.join(res_dir, stem + _META_SUFFIX))
-            found.append((path, ResourceInfo(content_type, st.st_size, _etag(st))))
+            found.append((path, ResourceInfo(content_type, st.st_size, _etag(st), _mtime(st))))
         found.sort(key=lambda item: item[0])
         return found
 

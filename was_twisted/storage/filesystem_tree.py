@@ -9,6 +9,9 @@ write that readers and crashes see whole or not at all.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -55,6 +58,62 @@ def _resource_stem(path: str) -> str:
 def _etag(st: os.stat_result) -> str:
     """A strong etag from mtime and size; each write sets a fresh mtime (see ``_stamp``)."""
     return f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+
+
+def _mtime(st: os.stat_result) -> float:
+    """``Last-Modified`` of a stored file, in seconds since the epoch."""
+    return st.st_mtime_ns / 1e9
+
+
+def _space_etag(raw: bytes) -> str:
+    """A strong etag over a ``_meta.json``'s bytes: a space whose record is unchanged keeps it."""
+    return '"' + hashlib.sha256(raw).hexdigest()[:32] + '"'
+
+
+def _data_etag(data_path: str) -> str | None:
+    """The etag of the resource whose ``.data`` is ``data_path``, or ``None`` when there is none."""
+    try:
+        return _etag(os.stat(data_path))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+@contextlib.contextmanager
+def _flocked(directory: str) -> Iterator[int]:
+    """An exclusive ``flock`` on ``directory`` (no extra file): the lock other processes share.
+
+    ``FileNotFoundError`` when the directory is gone.  Yields its descriptor,
+    so a holder can check the path still names the directory it locked.
+    """
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock
+
+
+class _Slice:
+    """At most ``length`` bytes of an open file from where it stands: a ``Range`` read."""
+
+    def __init__(self, f: IO[bytes], length: int) -> None:
+        self._f = f
+        self._left = length
+
+    def read(self, size: int = -1) -> bytes:
+        n = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._f.read(n) if n > 0 else b""
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> _Slice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _fsync_dir(path: str) -> None:
@@ -157,14 +216,16 @@ class FilesystemTree:
             return None
         meta = os.path.join(self._space_dir(space_id), _META)
         try:
-            doc = _read_json(meta)
+            with open(meta, "rb") as f:
+                raw = f.read()
+            doc = json.loads(raw.decode("utf-8"))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as e:
             raise StorageError(f"cannot read {meta}: {e}") from e
         if not isinstance(doc, dict) or "controller" not in doc:
             raise StorageError(f"{meta} is not a space document")
-        return SpaceRecord.from_json(space_id, doc)
+        return dataclasses.replace(SpaceRecord.from_json(space_id, doc), etag=_space_etag(raw))
 
     @contextlib.contextmanager
     def _temp_file(self, directory: str) -> Iterator[tuple[IO[bytes], str]]:

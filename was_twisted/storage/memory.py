@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
@@ -12,6 +14,7 @@ from was_twisted.storage.base import (
     DEFAULT_CONTENT_TYPE,
     Backend,
     Builder,
+    ByteRange,
     Condition,
     Guard,
     PreconditionFailed,
@@ -19,6 +22,7 @@ from was_twisted.storage.base import (
     SpaceMissing,
     SpaceRecord,
     StoredResource,
+    check_condition,
     check_record,
     record_etag,
 )
@@ -35,6 +39,10 @@ class _Resource:
     data: bytes
     content_type: str
     etag: str
+    modified: float
+
+    def info(self) -> ResourceInfo:
+        return ResourceInfo(self.content_type, len(self.data), self.etag, self.modified)
 
 
 class MemoryBackend:
@@ -70,6 +78,7 @@ class MemoryBackend:
             record = build(current)
             if record.space_id != space_id:
                 raise ValueError(f"built record is for {record.space_id!r}, not {space_id!r}")
+            record = dataclasses.replace(record, etag=self._next_etag())
             self._spaces[space_id] = record
             self._resources.setdefault(space_id, {})
             return current is None, record
@@ -92,9 +101,9 @@ class MemoryBackend:
             return sorted(r.space_id for r in self._spaces.values() if r.controller == controller)
 
     def read_resource(
-        self, space_id: str, path: str, with_body: bool = True
+        self, space_id: str, path: str, with_body: bool = True, byte_range: ByteRange | None = None
     ) -> tuple[SpaceRecord | None, StoredResource | None]:
-        """The space and the resource as a fresh ``BytesIO`` (each ``None`` when absent)."""
+        """The space and the resource (or the ``byte_range`` of it) as a fresh ``BytesIO``."""
         with self._lock:
             space = self._spaces.get(space_id)
             if space is None:
@@ -102,33 +111,51 @@ class MemoryBackend:
             res = self._resources.get(space_id, {}).get(path)
         if res is None:
             return space, None
-        info = ResourceInfo(content_type=res.content_type, size=len(res.data), etag=res.etag)
-        return space, StoredResource(info, io.BytesIO(res.data))
+        span = byte_range.resolve(len(res.data)) if byte_range is not None else None
+        data = res.data if span is None else res.data[span[0] : span[1] + 1]
+        return space, StoredResource(res.info(), io.BytesIO(data), span)
 
     def write_resource(
-        self, space_id: str, path: str, body: BinaryIO, content_type: str, guard: Guard
+        self,
+        space_id: str,
+        path: str,
+        body: BinaryIO,
+        content_type: str,
+        guard: Guard,
+        *,
+        condition: Condition | None = None,
     ) -> ResourceInfo:
-        """Store ``body`` after ``guard(space)``; ``SpaceMissing`` if the guard let an absent space by."""
+        """Store ``body`` after ``guard(space)`` and ``condition``, all under the one lock."""
         with self._lock:
             space = self._spaces.get(space_id)
             guard(space)
             if space is None:
                 raise SpaceMissing(f"space {space_id!r} does not exist")
+            stored = self._resources.get(space_id, {})
+            check_condition(condition, self._etag_of(stored.get(path)))
             buf = bytearray()
             while chunk := body.read(_CHUNK):
                 buf += chunk
-            res = _Resource(bytes(buf), content_type or DEFAULT_CONTENT_TYPE, self._next_etag())
+            res = _Resource(bytes(buf), content_type or DEFAULT_CONTENT_TYPE, self._next_etag(), time.time())
             self._resources.setdefault(space_id, {})[path] = res
-            return ResourceInfo(content_type=res.content_type, size=len(res.data), etag=res.etag)
+            return res.info()
 
-    def delete_resource(self, space_id: str, path: str, guard: Guard) -> bool:
-        """Delete one resource after ``guard(space)``; True if it existed."""
+    @staticmethod
+    def _etag_of(res: _Resource | None) -> str | None:
+        return None if res is None else res.etag
+
+    def delete_resource(
+        self, space_id: str, path: str, guard: Guard, *, condition: Condition | None = None
+    ) -> bool:
+        """Delete one resource after ``guard(space)`` and ``condition``; True if it existed."""
         with self._lock:
             space = self._spaces.get(space_id)
             guard(space)
             if space is None:
                 return False
-            return self._resources.get(space_id, {}).pop(path, None) is not None
+            stored = self._resources.get(space_id, {})
+            check_condition(condition, self._etag_of(stored.get(path)))
+            return stored.pop(path, None) is not None
 
     def list_resources(self, space_id: str, prefix: str, guard: Guard) -> list[tuple[str, ResourceInfo]]:
         """Resources under ``prefix``, sorted, after ``guard(space)``; empty if the space is absent."""
@@ -136,7 +163,7 @@ class MemoryBackend:
             guard(self._spaces.get(space_id))
             items = [(p, r) for p, r in self._resources.get(space_id, {}).items() if p.startswith(prefix)]
         items.sort(key=lambda item: item[0])
-        return [(p, ResourceInfo(r.content_type, len(r.data), r.etag)) for p, r in items]
+        return [(p, r.info()) for p, r in items]
 
     def delete_resources(self, space_id: str, prefix: str, guard: Guard) -> int:
         """Delete every resource under ``prefix`` after ``guard(space)``, under the one lock."""

@@ -32,6 +32,7 @@ never becomes false: several servers on one bucket and prefix behave as one.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import time
@@ -44,6 +45,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from .base import (
     DEFAULT_CONTENT_TYPE,
     Builder,
+    ByteRange,
+    Condition,
     Guard,
     KeyTooLong,
     ResourceInfo,
@@ -54,6 +57,8 @@ from .base import (
     StoredResource,
 )
 from .s3_bucket import (
+    _CONFLICT,
+    _MISSING,
     DELETE_BATCH,
     MAX_KEY_BYTES,
     MULTIPART_THRESHOLD,
@@ -65,11 +70,12 @@ from .s3_bucket import (
     _parse_timestamp,
     make_client,
 )
-from .s3_records import S3Records
+from .s3_conditional import MAX_PUT_BYTES, S3Conditional, _total_size
 
 __all__ = [
     "DELETE_BATCH",
     "MAX_KEY_BYTES",
+    "MAX_PUT_BYTES",
     "MULTIPART_THRESHOLD",
     "PART_SIZE",
     "REINDEX_GRACE_SECONDS",
@@ -80,7 +86,7 @@ __all__ = [
 ]
 
 
-class S3Backend(S3Records):
+class S3Backend(S3Conditional):
     """The ``Backend`` contract over one bucket and key prefix."""
 
     # -- start-up -------------------------------------------------------------
@@ -128,17 +134,17 @@ class S3Backend(S3Records):
                 self._put(self._index_key(record.controller, space_id), b"", "application/octet-stream")
             try:
                 if current is None:
-                    self._put(self._meta_key(space_id), body, "application/json", IfNoneMatch="*")
+                    done = self._put(self._meta_key(space_id), body, "application/json", IfNoneMatch="*")
                 else:
                     assert etag is not None
-                    self._put_if_match(self._meta_key(space_id), body, "application/json", etag)
+                    done = self._put_if_match(self._meta_key(space_id), body, "application/json", etag)
             except _Conflict:
                 if moved:
                     self._drop_index_unless_current(record.controller, space_id)
                 continue
             if current is not None and moved:
                 self._delete_keys([self._index_key(current.controller, space_id)])
-            return current is None, record
+            return current is None, dataclasses.replace(record, etag=done.get("ETag"))
         raise StorageBusy(f"space {space_id} kept changing under concurrent writes")
 
     def _drop_index_unless_current(self, controller: str, space_id: str) -> None:
@@ -244,13 +250,22 @@ class S3Backend(S3Records):
     # -- resources -------------------------------------------------------------
 
     def read_resource(
-        self, space_id: str, path: str, with_body: bool = True
+        self, space_id: str, path: str, with_body: bool = True, byte_range: ByteRange | None = None
     ) -> tuple[SpaceRecord | None, StoredResource | None]:
-        """The record and the object (or, for a HEAD, its HeadObject) side by side: one round trip."""
+        """The record and the object (or, for a HEAD, its HeadObject) side by side: one round trip.
+
+        A ``byte_range`` goes to GetObject as ``Range``: only the slice crosses the network.
+        """
         record_future = self._side.submit(self._load_space, space_id)
+        span: tuple[int, int] | None = None
         try:
             key = self._resource_key(space_id, path)
-            obj = self._get(key) if with_body else self._head(key)
+            if not with_body:
+                obj = self._head(key)
+            elif byte_range is None:
+                obj = self._get(key)
+            else:
+                obj, span = self._get_range(key, byte_range)
         except KeyTooLong:
             obj = None
         except BaseException:
@@ -259,18 +274,32 @@ class S3Backend(S3Records):
         space = record_future.result()[0]
         if obj is None:
             return space, None
+        modified = obj.get("LastModified")
         info = ResourceInfo(
             content_type=str(obj.get("ContentType") or DEFAULT_CONTENT_TYPE),
-            size=int(obj.get("ContentLength", 0)),
+            size=_total_size(obj) if span is not None else int(obj.get("ContentLength", 0)),
             etag=obj.get("ETag"),
+            last_modified=modified.timestamp() if modified is not None else None,
         )
-        body = cast(BinaryIO, obj["Body"]) if with_body else io.BytesIO()
-        return space, StoredResource(info, body)
+        body = cast(BinaryIO, obj["Body"]) if "Body" in obj and with_body else io.BytesIO()
+        return space, StoredResource(info, body, span)
 
     def write_resource(
-        self, space_id: str, path: str, body: BinaryIO, content_type: str, guard: Guard
+        self,
+        space_id: str,
+        path: str,
+        body: BinaryIO,
+        content_type: str,
+        guard: Guard,
+        *,
+        condition: Condition | None = None,
     ) -> ResourceInfo:
-        """GET the record, then one PUT (or a multipart upload for a large body): nothing redundant."""
+        """GET the record, then one PUT (or a multipart upload for a large body): nothing redundant.
+
+        A ``condition`` rides on the write itself (``IfNoneMatch='*'``,
+        ``IfMatch``): S3 evaluates it atomically, so no other writer, in any
+        process, slips between check and write (see ``_write_conditional``).
+        """
         current, _ = self._load_space(space_id)
         guard(current)
         if current is None:
@@ -280,14 +309,19 @@ class S3Backend(S3Records):
         body.seek(0, 2)
         size = body.tell()
         body.seek(0)
-        if size > MULTIPART_THRESHOLD:
+        if condition is not None:
+            etag = self._write_conditional(key, body, size, content_type, condition)
+        elif size > MULTIPART_THRESHOLD:
             etag = self._multipart(key, body, content_type)
         else:
             etag = self._put(key, body, content_type).get("ETag")
         return ResourceInfo(content_type=content_type, size=size, etag=etag)
 
-    def _multipart(self, key: str, body: BinaryIO, content_type: str) -> str | None:
-        """Upload in parts; abort on any failure so no partial object ever becomes visible."""
+    def _multipart(self, key: str, body: BinaryIO, content_type: str, **conditions: str) -> str | None:
+        """Upload in parts; abort on any failure so no partial object ever becomes visible.
+
+        ``conditions`` go on ``CompleteMultipartUpload`` (``_Conflict`` when it refuses).
+        """
         try:
             upload = self._s3(
                 self.client.create_multipart_upload, Bucket=self.bucket, Key=key, ContentType=content_type
@@ -315,10 +349,13 @@ class S3Backend(S3Records):
                 Key=key,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
+                **conditions,
             )
             return cast(str | None, done.get("ETag"))
         except ClientError as exc:
             self._abort(key, upload_id)
+            if conditions and (_code(exc) in _CONFLICT or _code(exc) in _MISSING):
+                raise _Conflict(key) from exc
             raise StorageError(f"multipart upload {key}: {exc}") from exc
         except BaseException:
             self._abort(key, upload_id)
@@ -331,9 +368,20 @@ class S3Backend(S3Records):
         except (ClientError, BotoCoreError):
             pass
 
-    def delete_resource(self, space_id: str, path: str, guard: Guard) -> bool:
-        """GET the record, then DeleteObject.  S3 does not say whether the key existed: True."""
-        return self._delete_guarded(space_id, guard, lambda: self._resource_key(space_id, path))
+    def delete_resource(
+        self, space_id: str, path: str, guard: Guard, *, condition: Condition | None = None
+    ) -> bool:
+        """GET the record, then DeleteObject.  S3 does not say whether the key existed: True.
+
+        With a ``condition``: the record and a HeadObject side by side, the
+        condition checked against the ETag seen, then ``DeleteObject`` with
+        ``IfMatch`` that ETag: atomic where the store honours it (AWS S3,
+        moto); Ceph RGW 16 ignores it, leaving the window between the HEAD
+        and the DELETE (README.rst).
+        """
+        if condition is None:
+            return self._delete_guarded(space_id, guard, lambda: self._resource_key(space_id, path))
+        return self._delete_conditional(space_id, path, guard, condition)
 
     def list_resources(self, space_id: str, prefix: str, guard: Guard) -> list[tuple[str, ResourceInfo]]:
         """Paths under ``prefix`` from LIST alone; the content type is left empty (LIST does not carry it)."""

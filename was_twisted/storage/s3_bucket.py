@@ -8,6 +8,7 @@ out as the storage contract's errors: throttling and 5xx as ``StorageBusy``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections import Counter
@@ -207,9 +208,11 @@ class S3Bucket:
         except BotoCoreError as exc:
             raise StorageBusy(f"S3 unreachable: {exc}") from exc
 
-    def _get(self, key: str) -> dict[str, Any] | None:
+    def _get(self, key: str, **kwargs: str) -> dict[str, Any] | None:
         try:
-            return cast(dict[str, Any], self._s3(self.client.get_object, Bucket=self.bucket, Key=key))
+            return cast(
+                dict[str, Any], self._s3(self.client.get_object, Bucket=self.bucket, Key=key, **kwargs)
+            )
         except ClientError as exc:
             if _code(exc) in _MISSING:
                 return None
@@ -229,21 +232,23 @@ class S3Bucket:
                 ),
             )
         except ClientError as exc:
-            if _code(exc) in _CONFLICT:
-                raise _Conflict(key) from exc
+            if _code(exc) in _CONFLICT or ("IfMatch" in conditions and _code(exc) in _MISSING):
+                raise _Conflict(key) from exc  # If-Match on an absent key: NoSuchKey (AWS, moto)
             raise StorageError(f"PutObject {key}: {exc}") from exc
 
-    def _put_if_match(self, key: str, body: bytes, content_type: str, etag: str) -> None:
-        """Replace ``key`` only if unchanged since read (compare-and-swap).
+    def _if_match_value(self, etag: str) -> str:
+        """``etag`` as this store wants it in ``If-Match`` (see ``_put_if_match``)."""
+        return etag.strip('"') if self._if_match_unquoted else etag
+
+    def _put_if_match(self, key: str, body: bytes | BinaryIO, content_type: str, etag: str) -> dict[str, Any]:
+        """Replace ``key`` only if unchanged since read (compare-and-swap); the PutObject response.
 
         S3 compares the ETag as returned, quotes included; Ceph RGW 16 wants
         it without quotes.  A 412 on an object whose ETag has not changed
         means the latter, and we remember it.
         """
-        value = etag.strip('"') if self._if_match_unquoted else etag
         try:
-            self._put(key, body, content_type, IfMatch=value)
-            return
+            return self._put(key, body, content_type, IfMatch=self._if_match_value(etag))
         except _Conflict:
             if self._if_match_unquoted:
                 raise
@@ -251,7 +256,9 @@ class S3Bucket:
             if head is None or head.get("ETag") != etag:
                 raise
         self._if_match_unquoted = True
-        self._put(key, body, content_type, IfMatch=etag.strip('"'))
+        if not isinstance(body, bytes):
+            body.seek(0)
+        return self._put(key, body, content_type, IfMatch=etag.strip('"'))
 
     def _head(self, key: str) -> dict[str, Any] | None:
         try:
@@ -312,7 +319,7 @@ class S3Bucket:
         return True
 
     def _load_space(self, space_id: str) -> tuple[SpaceRecord | None, str | None]:
-        """The space record and its ETag (for compare-and-swap), or (None, None)."""
+        """The space record (its ``etag`` set) and its ETag (for compare-and-swap), or (None, None)."""
         obj = self._get(self._meta_key(space_id))
         if obj is None:
             return None, None
@@ -320,7 +327,8 @@ class S3Bucket:
             raw = body.read()
         try:
             doc = json.loads(raw)
-            return SpaceRecord.from_json(space_id, doc), str(obj.get("ETag", ""))
+            etag = str(obj.get("ETag", ""))
+            return dataclasses.replace(SpaceRecord.from_json(space_id, doc), etag=etag or None), etag
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StorageError(f"space {space_id}: unreadable _meta.json: {exc}") from exc
 

@@ -9,6 +9,7 @@ in flight and sheds load with ``Unavailable`` past a limit.
 
 from __future__ import annotations
 
+import functools
 import io
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from ..errors import PreconditionFailed as PreconditionFailedError
 from .base import (
     Backend,
     Builder,
+    ByteRange,
     Condition,
     Guard,
     KeyTooLong,
@@ -111,13 +113,22 @@ ReadGuard = Callable[["SpaceRecord | None"], None]
 
 
 def _read_small(
-    backend: Backend, space_id: str, path: str, with_body: bool, guard: ReadGuard | None = None
+    backend: Backend,
+    space_id: str,
+    path: str,
+    with_body: bool,
+    guard: ReadGuard | None = None,
+    byte_range: ByteRange | None = None,
 ) -> tuple[SpaceRecord | None, StoredResource | None]:
-    """Open a resource and, when small, read it whole in the same pool call (not for a HEAD).
+    """Open a resource (or a range of it) and, when small, read it whole in the same pool call.
 
-    ``guard`` decides, in the same call, whether the reader may have it.
+    Not for a HEAD.  ``guard`` decides, in the same call, whether the reader may have it.
     """
-    space, resource = backend.read_resource(space_id, path, with_body)
+    space, resource = (
+        backend.read_resource(space_id, path, with_body)
+        if byte_range is None
+        else backend.read_resource(space_id, path, with_body, byte_range)
+    )
     if guard is not None:
         try:
             guard(space)
@@ -128,16 +139,17 @@ def _read_small(
     if not with_body and resource is not None:
         resource.body.close()
         return space, StoredResource(resource.info, io.BytesIO())
-    if (
-        resource is not None
-        and resource.info.size <= SMALL_BODY
-        and not isinstance(resource.body, io.BytesIO)
-    ):
+    if resource is not None and byte_range is not None and resource.span is None:
+        if byte_range.resolve(resource.info.size) is None:
+            # Unsatisfiable: the caller answers 416 and needs no byte of it.
+            resource.body.close()
+            return space, StoredResource(resource.info, io.BytesIO())
+    if resource is not None and resource.length <= SMALL_BODY and not isinstance(resource.body, io.BytesIO):
         try:
             data = resource.body.read()
         finally:
             resource.body.close()
-        resource = StoredResource(resource.info, io.BytesIO(data))
+        resource = StoredResource(resource.info, io.BytesIO(data), resource.span)
     return space, resource
 
 
@@ -263,15 +275,38 @@ class AsyncStorage:
             return space, None, None
         return space, resource.info, AsyncBody(resource.body, self._run)
 
-    async def write_resource(
-        self, space_id: str, path: str, body: BinaryIO, content_type: str, guard: Guard
-    ) -> ResourceInfo:
-        return await self._call(
-            "write_resource", self.backend.write_resource, space_id, path, body, content_type, guard
-        )
+    async def read_resource_range(
+        self, space_id: str, path: str, byte_range: ByteRange | None, guard: ReadGuard | None = None
+    ) -> tuple[SpaceRecord | None, StoredResource | None, AsyncBody | None]:
+        """A GET of ``byte_range`` (``None``: all): the stored resource (its ``span``) and its body.
 
-    async def delete_resource(self, space_id: str, path: str, guard: Guard) -> bool:
-        return await self._call("delete_resource", self.backend.delete_resource, space_id, path, guard)
+        The stored resource's own ``body`` is not to be read: ``AsyncBody`` is.
+        """
+        space, resource = await self._call(
+            "read_resource", _read_small, self.backend, space_id, path, True, guard, byte_range
+        )
+        if resource is None:
+            return space, None, None
+        return space, resource, AsyncBody(resource.body, self._run)
+
+    async def write_resource(
+        self,
+        space_id: str,
+        path: str,
+        body: BinaryIO,
+        content_type: str,
+        guard: Guard,
+        *,
+        condition: Condition | None = None,
+    ) -> ResourceInfo:
+        write = functools.partial(self.backend.write_resource, condition=condition)
+        return await self._call("write_resource", write, space_id, path, body, content_type, guard)
+
+    async def delete_resource(
+        self, space_id: str, path: str, guard: Guard, *, condition: Condition | None = None
+    ) -> bool:
+        delete = functools.partial(self.backend.delete_resource, condition=condition)
+        return await self._call("delete_resource", delete, space_id, path, guard)
 
     async def list_resources(
         self, space_id: str, prefix: str, guard: Guard

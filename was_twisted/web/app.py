@@ -28,6 +28,7 @@ from ..errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RangeNotSatisfiable,
     ReservedId,
     Unavailable,
     UnsupportedOperation,
@@ -39,7 +40,6 @@ from ..operations import (
     Operations,
     PathKind,
     classify,
-    condition_from_headers,
     is_collection_description,
     resource_url,
     space_url,
@@ -47,8 +47,10 @@ from ..operations import (
 from ..ready import READY, Readiness
 from .cors import cors_resource
 from .limits import BoundedRequest
+from .preconditions import condition_from
 from .problems import PROBLEM_JSON, internal_problem, problem_for
 from .proxy import TrustedProxies, request_forwarded
+from .ranges import content_range, http_date, if_range_holds, parse_range
 from .streaming import send_body
 
 JSON = b"application/json"
@@ -156,6 +158,16 @@ def _not_modified(request: IRequest, etag: str | None) -> bool:
         return False
     tags = {tag.strip().removeprefix("W/") for tag in header.decode("latin-1").split(",")}
     return "*" in tags or etag in tags
+
+
+def _header(request: IRequest, name: bytes) -> str | None:
+    value = request.getHeader(name)
+    return None if value is None else value.decode("latin-1")
+
+
+def _set_etag(request: IRequest, etag: str | None) -> None:
+    if etag:
+        request.setHeader(b"etag", etag.encode("latin-1"))
 
 
 def _base_url(request: IRequest, trusted: TrustedProxies | None = None) -> str:
@@ -305,11 +317,15 @@ class WASApp:
         method = self._only(request, ("GET", "HEAD", "PUT", "DELETE"))
         ops = self.operations
         if method in ("GET", "HEAD"):
-            return _json(request, await ops.read_space(call, space_id))
+            doc, etag = await ops.read_space(call, space_id)
+            _set_etag(request, etag)
+            return _json(request, doc)
         if method == "DELETE":
             await ops.delete_space(call, space_id)
             return _empty(request)
-        created, doc = await ops.put_space(call, space_id, _read_json_body(request))
+        condition = condition_from(request)
+        created, doc, etag = await ops.put_space(call, space_id, _read_json_body(request), condition)
+        _set_etag(request, etag)
         if ops.announces_creation(created):
             request.setHeader(b"location", (call.base + space_url(space_id)).encode())
             return _json(request, doc, 201)
@@ -347,42 +363,78 @@ class WASApp:
                 if listing is not None:
                     return _json(request, listing)
             try:
-                info, body = await ops.read_resource(call, space_id, path, with_body=method == "GET")
+                return await self._read_resource(request, call, space_id, path, method)
             except NotFound:
                 if kind.kind != "collection":
                     raise
-                # No resource of this name: a created collection's description, else the same 404.
-                doc, etag = await ops.read_collection(call, space_id, kind.name)
-                request.setHeader(b"etag", etag.encode("latin-1"))
-                return _json(request, doc)
-            request.setHeader(b"content-type", info.content_type.encode("latin-1"))
-            request.setHeader(b"content-length", b"%d" % info.size)
-            if info.etag:
-                request.setHeader(b"etag", info.etag.encode("latin-1"))
-            if _not_modified(request, info.etag):
-                await body.close()
-                request.setResponseCode(304)
-                request.responseHeaders.removeHeader(b"content-length")
-                return b""
-            if method == "HEAD":
-                await body.close()
-                return b""
-            assert isinstance(request, Request)
-            return await send_body(request, body, info.size)
+            # No resource of this name: a created collection's description, else the same 404.
+            doc, etag = await ops.read_collection(call, space_id, kind.name)
+            request.setHeader(b"etag", etag.encode("latin-1"))
+            return _json(request, doc)
+        condition = condition_from(request)
         if method == "DELETE":
-            await ops.delete_resource(call, space_id, path)
+            await ops.delete_resource(call, space_id, path, condition)
             return _empty(request)
         content_type = request.getHeader(b"content-type")
         ct = content_type.decode("latin-1") if content_type else None
         assert request.content is not None
         request.content.seek(0)
         if method == "PUT":
-            await ops.write_resource(call, space_id, path, request.content, ct)
+            info = await ops.write_resource(call, space_id, path, request.content, ct, condition)
+            _set_etag(request, info.etag)
             return _empty(request)
-        written = await ops.post_resource(call, space_id, path, request.content, ct)
+        written, info = await ops.post_resource(call, space_id, path, request.content, ct, condition)
+        _set_etag(request, info.etag)
         request.setHeader(b"location", (call.base + resource_url(space_id, written)).encode())
         request.setHeader(b"cache-control", b"no-store")
         return _empty(request, 201)
+
+    async def _read_resource(
+        self, request: IRequest, call: Call, space_id: str, path: str, method: str
+    ) -> bytes:
+        """GET or HEAD of a resource: ``ETag``, ``Last-Modified``, 304, and a single ``Range`` (206/416).
+
+        HEAD ignores ``Range`` (RFC 9110 14.2: range handling is defined for GET only).
+        """
+        ops = self.operations
+        if method == "HEAD":
+            info, body = await ops.read_resource(call, space_id, path, with_body=False)
+            span: tuple[int, int] | None = None
+            unsatisfiable = False
+        else:
+            byte_range = parse_range(_header(request, b"range"))
+            if_range = _header(request, b"if-range")
+            read = await ops.read_resource_range(
+                call,
+                space_id,
+                path,
+                byte_range,
+                lambda info: if_range_holds(if_range, info.etag, info.last_modified),
+            )
+            info, span, body, unsatisfiable = read.info, read.span, read.body, read.unsatisfiable
+        request.setHeader(b"accept-ranges", b"bytes")
+        _set_etag(request, info.etag)
+        if info.last_modified is not None:
+            request.setHeader(b"last-modified", http_date(info.last_modified))
+        if _not_modified(request, info.etag):
+            await body.close()
+            request.setResponseCode(304)
+            return b""
+        if unsatisfiable:
+            await body.close()
+            raise RangeNotSatisfiable(info.size)
+        request.setHeader(b"content-type", info.content_type.encode("latin-1"))
+        length = info.size
+        if span is not None:
+            length = span[1] - span[0] + 1
+            request.setResponseCode(206)
+            request.setHeader(b"content-range", content_range(span, info.size))
+        request.setHeader(b"content-length", b"%d" % length)
+        if method == "HEAD":
+            await body.close()
+            return b""
+        assert isinstance(request, Request)
+        return await send_body(request, body, length)
 
     async def _policy(self, request: IRequest, call: Call, space_id: str, anchor: str) -> bytes:
         method = self._only(request, ("GET", "HEAD", "PUT", "DELETE"))
@@ -429,7 +481,7 @@ class WASApp:
                         return b""
                 return _json(request, doc)
             if method == "PUT":
-                condition = condition_from_headers(call.headers)
+                condition = condition_from(request)
                 body = _read_json_body(request)
                 etag = await ops.put_collection_meta(call, space_id, kind.name, body, condition)
                 request.setHeader(b"etag", etag.encode("latin-1"))
@@ -468,7 +520,7 @@ class WASApp:
             body = _peek_body(request)
             if body is None or not is_collection_description(body, ct):
                 return None
-            condition = condition_from_headers(call.headers)
+            condition = condition_from(request)
             created, doc, etag = await ops.put_collection(call, space_id, collection_id, body, condition)
             request.setHeader(b"etag", etag.encode("latin-1"))
             if created:
