@@ -25,9 +25,9 @@ from .sdnotify import NotifyService
 from .storage.base import Backend
 from .storage.threaded import AsyncStorage, PoolRunner, PoolService, run_inline
 from .web.app import WASApp
-from .web.limits import bounded_request_factory
 from .web.metrics import MetricsSite, TimedResource
 from .web.proxy import TrustedProxies, access_log_formatter
+from .web.upload import request_factory
 
 
 class WASSite(Site):
@@ -45,10 +45,12 @@ class WASSite(Site):
         access_log: bool,
         max_upload: int = 1 << 30,
         trusted: TrustedProxies | None = None,
+        stream: bool = False,
     ) -> None:
         super().__init__(
             resource,
-            requestFactory=bounded_request_factory(max_upload),
+            # ``stream``: large resource bodies go to storage as they arrive (needs a storage pool).
+            requestFactory=request_factory(max_upload, stream),
             timeout=self.IDLE_TIMEOUT,
             logFormatter=access_log_formatter(trusted) if trusted else None,
         )
@@ -196,7 +198,7 @@ def build_service(
     api = WASApp(operations, settings.backend, readiness)
     trusted = TrustedProxies(settings.trusted_proxies)
     resource = TimedResource(api.resource(), metrics) if metrics else api.resource()
-    site = WASSite(resource, settings.access_log, settings.max_upload, trusted)
+    site = WASSite(resource, settings.access_log, settings.max_upload, trusted, settings.backend != "memory")
     for description in endpoints:
         listener = strports.service(description, site, reactor=reactor)
         listener.setServiceParent(top)

@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, cast
 from urllib.parse import quote, unquote
 
@@ -64,6 +66,7 @@ from .s3_bucket import (
     make_client,
 )
 from .s3_records import S3Records
+from .s3_upload import upload
 
 __all__ = [
     "DELETE_BATCH",
@@ -76,6 +79,9 @@ __all__ = [
     "_parse_timestamp",
     "make_client",
 ]
+
+#: Guards the lazy creation of a backend's part pool.
+_PART_POOL_LOCK = threading.Lock()
 
 
 class S3Backend(S3Records):
@@ -268,66 +274,26 @@ class S3Backend(S3Records):
     def write_resource(
         self, space_id: str, path: str, body: BinaryIO, content_type: str, guard: Guard
     ) -> ResourceInfo:
-        """GET the record, then one PUT (or a multipart upload for a large body): nothing redundant."""
+        """GET the record, then one PUT (or a multipart upload for a large body): nothing redundant.
+
+        The body is read only after ``guard`` passed; it may still be arriving (``s3_upload.py``).
+        """
         current, _ = self._load_space(space_id)
         guard(current)
         if current is None:
             raise SpaceMissing(space_id)
         key = self._resource_key(space_id, path)
         content_type = content_type or DEFAULT_CONTENT_TYPE
-        body.seek(0, 2)
-        size = body.tell()
-        body.seek(0)
-        if size > MULTIPART_THRESHOLD:
-            etag = self._multipart(key, body, content_type)
-        else:
-            etag = self._put(key, body, content_type).get("ETag")
+        etag, size = upload(self, self._part_pool(), key, body, content_type)
         return ResourceInfo(content_type=content_type, size=size, etag=etag)
 
-    def _multipart(self, key: str, body: BinaryIO, content_type: str) -> str | None:
-        """Upload in parts; abort on any failure so no partial object ever becomes visible."""
-        try:
-            upload = self._s3(
-                self.client.create_multipart_upload, Bucket=self.bucket, Key=key, ContentType=content_type
-            )
-        except ClientError as exc:
-            raise StorageError(f"CreateMultipartUpload {key}: {exc}") from exc
-        upload_id = upload["UploadId"]
-        try:
-            parts = []
-            number = 1
-            while chunk := body.read(PART_SIZE):
-                part = self._s3(
-                    self.client.upload_part,
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=chunk,
-                )
-                parts.append({"ETag": part["ETag"], "PartNumber": number})
-                number += 1
-            done = self._s3(
-                self.client.complete_multipart_upload,
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-            )
-            return cast(str | None, done.get("ETag"))
-        except ClientError as exc:
-            self._abort(key, upload_id)
-            raise StorageError(f"multipart upload {key}: {exc}") from exc
-        except BaseException:
-            self._abort(key, upload_id)
-            raise
-
-    def _abort(self, key: str, upload_id: str) -> None:
-        """Needs s3:AbortMultipartUpload (beyond the seed's policy; README.rst names it)."""
-        try:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except (ClientError, BotoCoreError):
-            pass
+    def _part_pool(self) -> ThreadPoolExecutor:
+        """The threads that upload parts of large bodies (not the storage pool: it reads the body)."""
+        with _PART_POOL_LOCK:
+            pool: ThreadPoolExecutor | None = getattr(self, "_parts", None)
+            if pool is None:
+                pool = self._parts = ThreadPoolExecutor(max_workers=8, thread_name_prefix="was-s3-part")
+            return pool
 
     def delete_resource(self, space_id: str, path: str, guard: Guard) -> bool:
         """GET the record, then DeleteObject.  S3 does not say whether the key existed: True."""
@@ -361,4 +327,7 @@ class S3Backend(S3Records):
 
     def close(self) -> None:
         self._side.shutdown(wait=False)
+        parts: ThreadPoolExecutor | None = getattr(self, "_parts", None)
+        if parts is not None:
+            parts.shutdown(wait=False)
         self.client.close()

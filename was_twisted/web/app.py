@@ -7,6 +7,7 @@ sent; the router only picks the branch.
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections.abc import Iterator, Mapping
@@ -35,6 +36,7 @@ from ..errors import (
 from ..ids import check_resource_path
 from ..operations import Call, Operations, classify, resource_url, space_url
 from ..ready import READY, Readiness
+from .bodypipe import BodyPipe
 from .cors import cors_resource
 from .limits import BoundedRequest
 from .problems import PROBLEM_JSON, internal_problem, problem_for
@@ -84,9 +86,12 @@ def _call(request: IRequest, raw_path: str, query: str | None, decoded: str, ori
     raw_with_query = raw_path if query is None else f"{raw_path}?{query}"
     targets = (raw_with_query, raw_path) if "?" in decoded else (raw_with_query, raw_path, decoded)
     content = request.content
-    has_body = content is not None and content.seek(0, 2) > 0
-    if content is not None:
-        content.seek(0)
+    if isinstance(content, BodyPipe):
+        has_body = True
+    else:
+        has_body = content is not None and content.seek(0, 2) > 0
+        if content is not None:
+            content.seek(0)
     return Call(
         method=method,
         targets=targets,
@@ -129,6 +134,15 @@ def _read_json_body(request: IRequest, limit: int = 64 * 1024) -> bytes:
     if len(data) > limit:
         raise InvalidRequestBody("The body is too large.")
     return data
+
+
+async def _read_streamed_body(request: IRequest, limit: int = 1024 * 1024) -> None:
+    """A route that reads its body on the reactor gets a streamed one (``web/upload.py``) whole.
+
+    At most ``limit + 1`` bytes are kept: past ``limit`` the body is refused anyway.
+    """
+    if isinstance(request.content, BodyPipe):
+        request.content = io.BytesIO(await request.content.collect(limit))
 
 
 def _refuse_oversized(request: IRequest) -> None:
@@ -264,6 +278,7 @@ class WASApp:
     async def spaces(self, request: IRequest) -> bytes:
         method = self._only(request, ("GET", "HEAD", "POST"))
         _refuse_oversized(request)
+        await _read_streamed_body(request)
         raw_path, query = _split_uri(request)
         call = _call(request, raw_path, query, _decode_once(raw_path), self._origin(request))
         if method == "POST":
@@ -286,6 +301,7 @@ class WASApp:
         raw_space, slash, raw_rest = raw_path[len(SPACE_PREFIX) :].partition("/")
         space_id = _decode_once(raw_space)
         if not slash:
+            await _read_streamed_body(request)
             return await self._space(request, call, space_id)
         return await self._resource(request, call, space_id, "/" + _decode_once(raw_rest))
 
@@ -306,6 +322,8 @@ class WASApp:
     async def _resource(self, request: IRequest, call: Call, space_id: str, path: str) -> Any:
         check_resource_path(path)
         kind = classify(path)
+        if kind.kind != "resource":
+            await _read_streamed_body(request)
         if kind.kind == "policy":
             return await self._policy(request, call, space_id, kind.name)
         if kind.kind == "linkset":
