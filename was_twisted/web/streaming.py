@@ -1,9 +1,10 @@
 """Send a resource body to the client in chunks, honouring back-pressure.
 
 Small bodies (already read into memory by the storage call) are returned
-whole; larger ones are read a chunk at a time off the reactor and written
-only while the transport wants more, so memory stays bounded whatever the
-object size or the client's speed.
+whole; larger ones are read a chunk at a time off the reactor (the next
+chunk read while this one is written) and written only while the transport
+wants more, so memory stays bounded whatever the object size or the
+client's speed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from ..storage.threaded import CHUNK, SMALL_BODY, AsyncBody
+from ..storage.threaded import SMALL_BODY, AsyncBody
 
 
 @implementer(IPushProducer)
@@ -47,15 +48,16 @@ async def send_body(request: Request, body: AsyncBody, size: int) -> bytes:
         request.registerProducer(valve, True)
         lost: list[bool] = []
         request.notifyFinish().addErrback(lambda _: lost.append(True))
+        chunks = body.chunks()
         try:
-            while not valve.stopped and not lost:
-                chunk = await body.read(CHUNK)
-                if not chunk:
-                    break
+            async for chunk in chunks:
                 request.write(chunk)
                 if valve.resumed is not None:
                     await valve.resumed
+                if valve.stopped or lost:
+                    break
         finally:
+            await chunks.aclose()
             request.unregisterProducer()
         return b""
     finally:
