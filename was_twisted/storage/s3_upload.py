@@ -5,15 +5,16 @@ size is unknown, and ``read`` blocks until bytes come, raises when the body
 turns out bad (a Digest mismatch at its end, the size limit, a client gone)
 and returns ``b""`` only at the verified end.  So:
 
-* a body of at most ``MULTIPART_THRESHOLD`` bytes is read whole, then sent
-  with one PutObject (the common case: one request, as before);
+* a body that fits in one part is read whole, then sent with one PutObject
+  (the common case: one request, as before);
 * a larger one becomes a multipart upload whose parts go up side by side
   (at most ``PARTS_IN_FLIGHT``, in their own small pool) while the next part
   is read; CompleteMultipartUpload is sent only after the end was reported,
   and any failure (reading, a part, completing) aborts the upload once the
   parts in flight have settled, so no part is left behind.
 
-Memory per upload: about ``(PARTS_IN_FLIGHT + 1)`` parts.  Parts are
+A part is dropped once uploaded.  Memory per upload: at most
+``PARTS_IN_FLIGHT + 1`` parts (and, while one is joined, its pieces).  Parts are
 ``PART_SIZE`` for the first 1,000 (8 GiB), then double every 1,000, so the
 10,000-part limit of S3 is reached only past 8 TiB.
 """
@@ -27,7 +28,7 @@ from typing import Any, BinaryIO, cast
 from botocore.exceptions import ClientError
 
 from .base import StorageError
-from .s3_bucket import MULTIPART_THRESHOLD, PART_SIZE, S3Bucket
+from .s3_bucket import PART_SIZE, S3Bucket
 
 #: Parts uploading at once for one body (each holds one part in memory).
 PARTS_IN_FLIGHT = 4
@@ -40,37 +41,41 @@ def part_size(number: int) -> int:
     return PART_SIZE << ((number - 1) // PARTS_PER_SIZE)
 
 
-def read_full(body: BinaryIO, size: int) -> bytes:
+def read_part(body: BinaryIO, size: int) -> bytes:
     """``size`` bytes, or fewer only at the body's end (a pipe's ``read`` may return less)."""
     first = body.read(size)
     if not first or len(first) == size:
         return first
-    parts = [first]
+    chunks = [first]
     got = len(first)
     while got < size:
         chunk = body.read(size - got)
         if not chunk:
             break
-        parts.append(chunk)
+        chunks.append(chunk)
         got += len(chunk)
-    return b"".join(parts)
+    return b"".join(chunks)
 
 
 def upload(
     bucket: S3Bucket, pool: Executor, key: str, body: BinaryIO, content_type: str, **conditions: str
 ) -> tuple[str | None, int]:
-    """Store ``body`` at ``key``; (the ETag, the size).  ``conditions`` go on the request that commits."""
-    head = read_full(body, MULTIPART_THRESHOLD + 1)
-    if len(head) <= MULTIPART_THRESHOLD:
-        return bucket._put(key, head, content_type, **conditions).get("ETag"), len(head)
-    return _multipart(bucket, pool, key, head, body, content_type, conditions)
+    """Store ``body`` at ``key``; (the ETag, the size).  ``conditions`` go on the request that commits.
+
+    A body that fits in one part is one PutObject (its end is seen by reading one byte more).
+    """
+    first = read_part(body, part_size(1))
+    second = read_part(body, part_size(2)) if len(first) == part_size(1) else b""
+    if not second:
+        return bucket._put(key, first, content_type, **conditions).get("ETag"), len(first)
+    return _multipart(bucket, pool, key, [first, second], body, content_type, conditions)
 
 
 def _multipart(
     bucket: S3Bucket,
     pool: Executor,
     key: str,
-    head: bytes,
+    head: list[bytes],
     body: BinaryIO,
     content_type: str,
     conditions: dict[str, str],
@@ -101,11 +106,7 @@ def _multipart(
         number = 1
         while True:
             want = part_size(number)
-            if len(head) >= want:
-                data, head = head[:want], head[want:]
-            else:
-                data = head + read_full(body, want - len(head)) if head else read_full(body, want)
-                head = b""
+            data = head.pop(0) if head else read_part(body, want)
             if not data:
                 break
             while in_flight and (in_flight[0].done() or len(in_flight) >= PARTS_IN_FLIGHT):
@@ -113,7 +114,9 @@ def _multipart(
             in_flight.append(pool.submit(send, number, data))
             size += len(data)
             number += 1
-            if len(data) < want:
+            short = len(data) < want
+            del data  # the pool holds it only while it uploads
+            if short:
                 break  # the body ended (and was verified) inside this part
         parts.extend(f.result() for f in list(in_flight))
         in_flight.clear()

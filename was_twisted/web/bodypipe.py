@@ -22,7 +22,7 @@ import io
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
@@ -30,6 +30,8 @@ from twisted.python import threadable
 
 from ..auth.digest import DigestError
 from ..errors import InvalidDigest
+
+T = TypeVar("T")
 
 #: Bytes buffered before the transport is paused (it resumes below half of this).
 HIGH_WATER = 4 * 1024 * 1024
@@ -169,17 +171,25 @@ class BodyPipe(io.RawIOBase):
             return 0
         raise io.UnsupportedOperation("a streamed request body cannot be rewound")
 
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
     def read(self, size: int | None = -1) -> bytes:
         """Up to ``size`` bytes once some are there; ``b""`` at the verified end.  Never on the reactor."""
-        if threadable.isInIOThread():
-            raise RuntimeError("a streamed body is read in a pool thread; on the reactor, await collect()")
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(1 << 20), b""))
+        data = self._next(lambda: self._take(size))
+        self._seen(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        """Like ``read``, straight into ``buffer`` (one copy: how storage fills a part)."""
+        view = memoryview(buffer).cast("B")
+        n = self._next(lambda: self._take_into(view))
+        self._seen(view[:n])
+        return n
+
+    def _next(self, take: Callable[[], T]) -> T:
+        """(Reader.) Wait for bytes, the end or a failure; ``take`` what is there under the lock."""
+        if threadable.isInIOThread():
+            raise RuntimeError("a streamed body is read in a pool thread; on the reactor, await collect()")
         if not self.started:
             self.started = True
             self._reactor.callFromThread(self._start)
@@ -188,19 +198,22 @@ class BodyPipe(io.RawIOBase):
                 self._cond.wait()
             if self._error is not None:
                 raise self._error
-            data = self._take(size)
+            taken = take()
             ask = self._paused and not self._resume_asked and self._buffered <= self._high // 2
             if ask:
                 self._resume_asked = True
         if ask:
             self._reactor.callFromThread(self._maybe_resume)
+        return taken
+
+    def _seen(self, data: bytes | memoryview) -> None:
+        """(Reader.) Count and check what was read; at the end, verify before reporting it."""
         if data:
             self._position += len(data)
             for check in self._checks:
-                check.update(data)
-            return data
-        self._verify()
-        return b""
+                check.update(data)  # type: ignore[arg-type]
+        else:
+            self._verify()
 
     def _take(self, size: int) -> bytes:
         """(Under the lock.) Up to ``size`` buffered bytes, whole chunks joined where they fit."""
@@ -220,6 +233,22 @@ class BodyPipe(io.RawIOBase):
                 taken += room
         self._buffered -= taken
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _take_into(self, view: memoryview) -> int:
+        """(Under the lock.) Copy buffered bytes into ``view``; how many."""
+        taken = 0
+        size = len(view)
+        while self._chunks and taken < size:
+            chunk = self._chunks[0]
+            k = min(len(chunk), size - taken)
+            view[taken : taken + k] = chunk[:k] if k < len(chunk) else chunk
+            if k < len(chunk):
+                self._chunks[0] = chunk[k:]
+            else:
+                self._chunks.popleft()
+            taken += k
+        self._buffered -= taken
+        return taken
 
     def _verify(self) -> None:
         checks, self._checks = self._checks, []

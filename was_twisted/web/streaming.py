@@ -9,12 +9,14 @@ client's speed.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from ..storage.threaded import SMALL_BODY, AsyncBody
+from ..storage.threaded import SMALL_BODY, STREAM_CHUNK, AsyncBody
 
 
 @implementer(IPushProducer)
@@ -39,6 +41,16 @@ class _Valve:
         self.resumeProducing()
 
 
+def _send_more_per_write(request: Request) -> None:
+    """Let the TCP transport send a whole chunk per write call (Twisted's default is 128 KiB).
+
+    Fewer reactor turns per MiB: what a large body's throughput is bound by on a busy machine.
+    """
+    transport: Any = request.channel.transport if request.channel is not None else None
+    if transport is not None and getattr(transport, "SEND_LIMIT", STREAM_CHUNK) < STREAM_CHUNK:
+        transport.SEND_LIMIT = STREAM_CHUNK
+
+
 async def send_body(request: Request, body: AsyncBody, size: int) -> bytes:
     """Write ``body`` to ``request``; returns what is left for the caller to return."""
     try:
@@ -49,6 +61,7 @@ async def send_body(request: Request, body: AsyncBody, size: int) -> bytes:
         lost: list[bool] = []
         request.notifyFinish().addErrback(lambda _: lost.append(True))
         chunks = body.chunks()
+        _send_more_per_write(request)
         try:
             async for chunk in chunks:
                 request.write(chunk)
