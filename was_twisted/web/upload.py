@@ -22,7 +22,6 @@ This leans on two details of ``HTTPChannel`` (checked by the tests):
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -33,7 +32,7 @@ from twisted.web.http import HTTPChannel
 
 from ..errors import PayloadTooLarge
 from .bodypipe import BodyAborted, BodyPipe
-from .limits import BoundedRequest, _Discard
+from .limits import BoundedRequest
 
 #: Bodies longer than this (or chunked) stream to storage; shorter ones are read whole first.
 STREAM_THRESHOLD = 256 * 1024
@@ -55,14 +54,10 @@ class StreamingRequest(BoundedRequest):
 
     def gotLength(self, length: int | None) -> None:
         channel = self.channel
-        self._received = 0
         if length is not None and length <= STREAM_THRESHOLD or not isinstance(channel, HTTPChannel):
-            if length is not None and length > self.max_upload:
-                self.too_large = True
-                self.content = _Discard()
-            else:
-                self.content = io.BytesIO()  # never Twisted's temporary file
+            super().gotLength(length)  # read whole, into memory
             return
+        self._received = 0
         line = (channel._command, channel._path, channel._version)
         self._line = line
         transport: Any = self.transport
