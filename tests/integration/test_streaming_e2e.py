@@ -209,3 +209,20 @@ def test_no_temp_file_in_tmpdir_for_small_bodies_either(server: Server) -> None:
     r = httpx.put(server.url + path, content=data, headers=server.signed("PUT", path), timeout=30)
     assert r.status_code == 204
     assert server.get(path).content == data
+
+
+def test_chunked_json_bodies_still_reach_their_routes(server: Server) -> None:
+    """A chunked body streams; routes that read JSON read it whole (bounded) on the reactor."""
+    sid = str(uuid.uuid4())
+    body = json.dumps({"id": f"urn:uuid:{sid}", "controller": server.alice.controller}).encode()
+    r = httpx.put(
+        server.url + f"/space/{sid}", content=_chunks(body, 7), headers=server.signed("PUT", f"/space/{sid}")
+    )
+    assert r.status_code == 201, r.text
+    policy = f"/space/{sid}/policy"
+    public = b'{"type": "PublicCanRead"}'
+    r = httpx.put(server.url + policy, content=_chunks(public, 5), headers=server.signed("PUT", policy))
+    assert r.status_code == 204, r.text
+    big = _chunks(b"x" * (2 * MIB))
+    r = httpx.put(server.url + policy, content=big, headers=server.signed("PUT", policy), timeout=30)
+    assert r.status_code in (400, 413), r.text

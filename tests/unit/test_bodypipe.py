@@ -196,3 +196,20 @@ def test_collect_stops_past_its_limit() -> None:
     pipe.collect(5).addCallback(results.append)
     pipe.feed(b"0123456789")
     assert results == [b"012345"]  # limit + 1: the caller refuses it as too large
+
+
+def test_stream_slots_bound_concurrent_uploads() -> None:
+    """Each streamed body holds a storage thread: past the limit, 503 rather than a starved pool."""
+    from was_twisted.errors import Unavailable
+    from was_twisted.web.upload import StreamSlots
+
+    slots = StreamSlots(1)
+    pipe, _, _, _ = make()
+    with slots.hold(pipe):
+        with pytest.raises(Unavailable), slots.hold(pipe):
+            pass
+        with slots.hold(b"a body read whole"):  # not streamed: no slot needed
+            pass
+    with slots.hold(pipe):
+        assert slots.used == 1
+    assert slots.used == 0

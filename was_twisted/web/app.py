@@ -42,6 +42,7 @@ from .limits import BoundedRequest
 from .problems import PROBLEM_JSON, internal_problem, problem_for
 from .proxy import TrustedProxies, request_forwarded
 from .streaming import send_body
+from .upload import StreamSlots
 
 JSON = b"application/json"
 LINKSET_JSON = b"application/linkset+json"
@@ -195,6 +196,8 @@ class WASApp:
         self.trusted = TrustedProxies(operations.settings.trusted_proxies)
         #: ``None``: always ready (an in-process app with no service tree around it).
         self.readiness = readiness
+        #: Streamed uploads each hold a storage thread: leave half the threads for the rest.
+        self.uploads = StreamSlots(max(1, operations.settings.threads // 2))
 
     def _origin(self, request: IRequest) -> str:
         """Where clients reach us: ``WAS_PUBLIC_URL``, else the scheme and Host (a trusted proxy's)."""
@@ -370,10 +373,11 @@ class WASApp:
         ct = content_type.decode("latin-1") if content_type else None
         assert request.content is not None
         request.content.seek(0)
-        if method == "PUT":
-            await ops.write_resource(call, space_id, path, request.content, ct)
-            return _empty(request)
-        written = await ops.post_resource(call, space_id, path, request.content, ct)
+        with self.uploads.hold(request.content):
+            if method == "PUT":
+                await ops.write_resource(call, space_id, path, request.content, ct)
+                return _empty(request)
+            written = await ops.post_resource(call, space_id, path, request.content, ct)
         request.setHeader(b"location", (call.base + resource_url(space_id, written)).encode())
         request.setHeader(b"cache-control", b"no-store")
         return _empty(request, 201)

@@ -22,15 +22,15 @@ This leans on two details of ``HTTPChannel`` (checked by the tests):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
-from twisted.internet import reactor
 from twisted.internet.interfaces import IDelayedCall, IReactorFromThreads, IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
-from ..errors import PayloadTooLarge
+from ..errors import PayloadTooLarge, Unavailable
 from .bodypipe import BodyAborted, BodyPipe
 from .limits import BoundedRequest
 
@@ -57,6 +57,8 @@ class StreamingRequest(BoundedRequest):
         if length is not None and length <= STREAM_THRESHOLD or not isinstance(channel, HTTPChannel):
             super().gotLength(length)  # read whole, into memory
             return
+        from twisted.internet import reactor  # the running one: importing this module installs none
+
         self._received = 0
         line = (channel._command, channel._path, channel._version)
         self._line = line
@@ -158,6 +160,32 @@ class StreamingRequest(BoundedRequest):
             self._begin.cancel()
             self._begin = None
         super().connectionLost(reason)
+
+
+class StreamSlots:
+    """At most ``limit`` bodies streaming into storage at once.
+
+    Each holds a storage thread for as long as its client takes to send it:
+    without a bound, a few slow uploads would leave no thread for anything else.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @contextlib.contextmanager
+    def hold(self, content: object) -> Iterator[None]:
+        """A slot for ``content`` if it streams (else nothing to hold); 503 when none is free."""
+        if not isinstance(content, BodyPipe):
+            yield
+            return
+        if self.used >= self.limit:
+            raise Unavailable("Too many uploads in progress; retry shortly.", retry_after=1)
+        self.used += 1
+        try:
+            yield
+        finally:
+            self.used -= 1
 
 
 def request_factory(max_upload: int, stream: bool) -> Any:
