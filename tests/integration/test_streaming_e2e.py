@@ -2,7 +2,9 @@
 
 Each server runs with ``TMPDIR`` pointing at an empty directory of its own,
 so "nothing is spooled to /tmp" is checked by that directory staying empty.
-On moto's server, "no orphaned parts" is ``ListMultipartUploads`` being empty.
+On the filesystem, on moto's server and on Ceph RGW (which checks every
+SigV4 signature); on S3, "no orphaned parts" is ``ListMultipartUploads``
+being empty.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from was_twisted.auth.digest import multihash_digest_header
 from .conftest import backend_env, s3_server_for
 from .processes import WasProcess
 
-BACKENDS = ["filesystem", "s3-moto"]
+BACKENDS = ["filesystem", "s3-moto", "s3-ceph"]
 MIB = 1024 * 1024
 BIG = bytes(range(256)) * (40 * 4096)  # 40 MiB: three parts on S3
 
