@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -213,3 +214,34 @@ def test_stream_slots_bound_concurrent_uploads() -> None:
     with slots.hold(pipe):
         assert slots.used == 1
     assert slots.used == 0
+
+
+def test_a_busy_pipe_never_stalls(reader: Any) -> None:
+    """Feeding and reading race for a while: every pause is followed by a resume, every byte arrives."""
+    import random
+
+    pipe, reactor, transport, _ = make(high_water=3000)
+    body = bytes(random.Random(7).randrange(256) for _ in range(120_000))
+    sizes = random.Random(8)
+
+    def read_all() -> bytes:
+        out = bytearray()
+        while chunk := pipe.read(sizes.randrange(1, 3000)):
+            out += chunk
+        return bytes(out)
+
+    got = reader.submit(read_all)
+    fed = 0
+    deadline = time.monotonic() + 20
+    while fed < len(body) and time.monotonic() < deadline:
+        reactor.run()
+        paused = transport.events.count("pause") > transport.events.count("resume")
+        if paused:
+            threading.Event().wait(0.0005)  # a paused transport delivers nothing
+            continue
+        step = sizes.randrange(1, 4000)
+        pipe.feed(body[fed : fed + step])
+        fed += step
+    pipe.end()
+    assert wait_done(got, reactor) == body
+    assert transport.events.count("pause") > 10  # it did apply back-pressure

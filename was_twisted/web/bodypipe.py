@@ -4,7 +4,9 @@ The reactor ``feed``s the bytes Twisted hands the request; a backend's
 ``write_resource`` reads them in a pool thread, where ``read`` blocks until
 bytes are there.  Past ``high_water`` buffered bytes the transport is paused
 (the client's TCP window closes); it resumes once the reader has drained
-half of it.  Every pause and resume happens on the reactor.
+half of it.  Every pause and resume happens on the reactor; whether the
+transport is paused is changed only under the lock the reader takes, so a
+reader that drains the buffer always sees a pause and asks for the resume.
 
 Nothing is read from the client before the first ``read``: a backend reads
 only after its guard (the authorization) passed, so a refused request never
@@ -87,23 +89,27 @@ class BodyPipe(io.RawIOBase):
 
     def hold(self) -> None:
         """Read nothing more from the client until the body is asked for."""
-        if not self._paused and not self.started:
-            self._paused = True
+        with self._cond:
+            pause = not self._paused and not self.started
+            self._paused = self._paused or pause
+        if pause:
             self._pause()
 
     def feed(self, data: bytes) -> None:
         """Bytes from the client (reactor thread)."""
         if self.discarding or self._error is not None or not data:
             return
+        collecting = self._collecting is not None
         with self._cond:
             self._chunks.append(data)
             self._buffered += len(data)
-            over = self._buffered > self._high
+            # Decided under the lock the reader takes: it then sees the pause and asks to resume.
+            pause = not collecting and self._buffered > self._high and not self._paused
+            self._paused = self._paused or pause
             self._cond.notify()
-        if self._collecting is not None and self._buffered > self._collect_limit:
+        if collecting and self._buffered > self._collect_limit:
             self._deliver()
-        elif over and not self._paused:
-            self._paused = True
+        elif pause:
             self._pause()
 
     def end(self) -> None:
@@ -135,8 +141,9 @@ class BodyPipe(io.RawIOBase):
             self._resume_now()
 
     def _resume_now(self) -> None:
-        if self._paused:
-            self._paused = False
+        with self._cond:
+            resume, self._paused = self._paused, False
+        if resume:
             self._resume()
 
     def _maybe_resume(self) -> None:
