@@ -28,9 +28,9 @@ from .sdnotify import NotifyService
 from .storage.base import Backend
 from .storage.threaded import AsyncStorage, PoolRunner, PoolService, run_inline
 from .web.app import WASApp
-from .web.limits import bounded_request_factory
 from .web.metrics import MetricsSite, TimedResource
 from .web.proxy import TrustedProxies, access_log_formatter
+from .web.upload import request_factory
 
 
 class WASSite(Site):
@@ -49,8 +49,11 @@ class WASSite(Site):
         access_log: bool,
         max_upload: int = 1 << 30,
         trusted: TrustedProxies | None = None,
+        stream: bool = False,
     ) -> None:
-        bounded = bounded_request_factory(max_upload)
+        # ``stream``: large resource bodies go to storage as they arrive (needs a storage pool);
+        # every request is counted while in flight, for a graceful shutdown.
+        bounded = request_factory(max_upload, stream)
         super().__init__(
             resource,
             requestFactory=type("WASRequest", (TrackedRequest, bounded), {}),
@@ -202,7 +205,7 @@ def build_service(
     api = WASApp(operations, settings.backend, readiness)
     trusted = TrustedProxies(settings.trusted_proxies)
     resource = TimedResource(api.resource(), metrics) if metrics else api.resource()
-    site = WASSite(resource, settings.access_log, settings.max_upload, trusted)
+    site = WASSite(resource, settings.access_log, settings.max_upload, trusted, settings.backend != "memory")
     # Before the listeners, so stopped after them: no new connections, then the requests in flight finish.
     DrainService(site.in_flight, reactor, settings.shutdown_grace).setServiceParent(top)
     exit_zero_after_sigterm(reactor)

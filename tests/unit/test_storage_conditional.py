@@ -28,7 +28,7 @@ from tests.unit.test_storage_contract import (
     space,
     write,
 )
-from was_twisted.storage import s3_conditional
+from was_twisted.storage import s3_upload
 from was_twisted.storage.base import (
     Backend,
     ByteRange,
@@ -285,32 +285,36 @@ def s3(mocked_aws: None) -> S3Backend:
 
 
 def test_s3_conditional_write_is_one_put(s3: S3Backend) -> None:
-    """A conditional write is the record GET and one conditional PutObject: no HEAD, no second PUT."""
+    """A conditional write is the record GET, a HEAD (checked before the body is read), one PutObject."""
     cwrite(s3, "/x", b"x", None)
     cur = etag(s3, "/x")
     assert cur is not None
     s3.calls.clear()
     cwrite(s3, "/x", b"y", match(cur))
-    assert dict(s3.calls) == {"GetObject": 1, "PutObject": 1}
-
-
-def test_s3_large_conditional_body_over_the_single_put_limit(
-    s3: S3Backend, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Past one PutObject's limit: a HEAD first (a stale condition uploads nothing), then parts."""
-    monkeypatch.setattr(s3_conditional, "MAX_PUT_BYTES", 8)
-    cwrite(s3, "/big", b"0123456789abcdef", CREATE)
-    assert read(s3, "/big") == (b"0123456789abcdef", "text/plain")
+    assert dict(s3.calls) == {"GetObject": 1, "HeadObject": 1, "PutObject": 1}
     s3.calls.clear()
     with pytest.raises(PreconditionFailed):
-        cwrite(s3, "/big", b"fedcba9876543210", CREATE)
+        cwrite(s3, "/x", b"z", match(cur))
+    assert "PutObject" not in s3.calls
+
+
+def test_s3_large_conditional_body_goes_up_in_parts_after_a_head(s3: S3Backend) -> None:
+    """Past one part: a HEAD first (a stale condition uploads nothing), then parts; the completion commits."""
+    old, new = b"a" * (s3_upload.part_size(1) + 5), b"b" * (s3_upload.part_size(1) + 7)
+    cwrite(s3, "/big", old, CREATE)
+    assert read(s3, "/big") == (old, "text/plain")
+    s3.calls.clear()
     with pytest.raises(PreconditionFailed):
-        cwrite(s3, "/big", b"fedcba9876543210", match('"stale"'))
+        cwrite(s3, "/big", new, CREATE)
+    with pytest.raises(PreconditionFailed):
+        cwrite(s3, "/big", new, match('"stale"'))
     assert "CreateMultipartUpload" not in s3.calls
     cur = etag(s3, "/big")
     assert cur is not None
-    cwrite(s3, "/big", b"fedcba9876543210", match(cur))
-    assert read(s3, "/big") == (b"fedcba9876543210", "text/plain")
+    s3.calls.clear()
+    cwrite(s3, "/big", new, match(cur))
+    assert s3.calls["CreateMultipartUpload"] == 1 and s3.calls["CompleteMultipartUpload"] == 1
+    assert read(s3, "/big") == (new, "text/plain")
     assert s3.client.list_multipart_uploads(Bucket="cond").get("Uploads", []) == []
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import quote
 
 from twisted.internet.interfaces import IReactorTime
@@ -20,7 +20,7 @@ from twisted.internet.interfaces import IReactorTime
 from ..auth.authenticate import SignedRequest, authenticate
 from ..auth.authorize import Invocation, Rules, Target, authorize, space_target
 from ..auth.chains import ChainVerifier
-from ..auth.digest import DigestError, body_digests, check_file
+from ..auth.digest import DigestCheck, DigestError, body_digests, check_file
 from ..auth.policy import Policy, anchors_for, most_specific
 from ..auth.zcap import ZcapError
 from ..config import Settings
@@ -30,6 +30,13 @@ from ..storage.threaded import AsyncStorage, Runner, run_inline
 
 #: Bodies up to this size are hashed on the reactor; larger ones in the storage pool.
 INLINE_DIGEST = 256 * 1024
+
+
+@runtime_checkable
+class StreamedBody(Protocol):
+    """A body still arriving (``web/bodypipe.py``): checked as storage reads it, refused at its end."""
+
+    def check_at_end(self, check: DigestCheck) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,7 @@ class OperationsBase:
     # -- the body ------------------------------------------------------------
 
     async def check_digest(self, call: Call, body: BinaryIO | bytes) -> None:
-        """A ``Digest`` / ``Content-Digest`` the body does not match is refused before storage.
+        """A ``Digest`` / ``Content-Digest`` the body does not match is refused before storage commits.
 
         A zCap invocation with a body type must carry one (its signature
         covers it); ``WAS_REQUIRE_DIGEST=on`` demands one on every body.
@@ -159,6 +166,10 @@ class OperationsBase:
             invoking = "capability-invocation" in call.headers and call.headers.get("content-type")
             if self.settings.require_digest or invoking:
                 raise InvalidDigest("This request needs a Digest header for its body.")
+            return
+        if isinstance(body, StreamedBody):
+            # Hashed in the storage thread as it streams; a mismatch fails the read, so nothing is kept.
+            body.check_at_end(DigestCheck(digests))
             return
         stream: BinaryIO = io.BytesIO(body) if isinstance(body, bytes) else body
         size = _size_of(stream)

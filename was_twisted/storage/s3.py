@@ -35,8 +35,10 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, cast
 from urllib.parse import quote, unquote
 
@@ -57,8 +59,6 @@ from .base import (
     StoredResource,
 )
 from .s3_bucket import (
-    _CONFLICT,
-    _MISSING,
     DELETE_BATCH,
     MAX_KEY_BYTES,
     MULTIPART_THRESHOLD,
@@ -70,12 +70,12 @@ from .s3_bucket import (
     _parse_timestamp,
     make_client,
 )
-from .s3_conditional import MAX_PUT_BYTES, S3Conditional, _total_size
+from .s3_conditional import S3Conditional, _total_size
+from .s3_upload import upload
 
 __all__ = [
     "DELETE_BATCH",
     "MAX_KEY_BYTES",
-    "MAX_PUT_BYTES",
     "MULTIPART_THRESHOLD",
     "PART_SIZE",
     "REINDEX_GRACE_SECONDS",
@@ -84,6 +84,9 @@ __all__ = [
     "_parse_timestamp",
     "make_client",
 ]
+
+#: Guards the lazy creation of a backend's part pool.
+_PART_POOL_LOCK = threading.Lock()
 
 
 class S3Backend(S3Conditional):
@@ -296,9 +299,9 @@ class S3Backend(S3Conditional):
     ) -> ResourceInfo:
         """GET the record, then one PUT (or a multipart upload for a large body): nothing redundant.
 
-        A ``condition`` rides on the write itself (``IfNoneMatch='*'``,
-        ``IfMatch``): S3 evaluates it atomically, so no other writer, in any
-        process, slips between check and write (see ``_write_conditional``).
+        The body is read only after ``guard`` passed; it may still be arriving (``s3_upload.py``).
+        A ``condition`` is checked first and rides on the request that commits
+        (``IfNoneMatch='*'``, ``IfMatch``), see ``_write_conditional``.
         """
         current, _ = self._load_space(space_id)
         guard(current)
@@ -306,67 +309,19 @@ class S3Backend(S3Conditional):
             raise SpaceMissing(space_id)
         key = self._resource_key(space_id, path)
         content_type = content_type or DEFAULT_CONTENT_TYPE
-        body.seek(0, 2)
-        size = body.tell()
-        body.seek(0)
         if condition is not None:
-            etag = self._write_conditional(key, body, size, content_type, condition)
-        elif size > MULTIPART_THRESHOLD:
-            etag = self._multipart(key, body, content_type)
+            etag, size = self._write_conditional(key, body, content_type, condition)
         else:
-            etag = self._put(key, body, content_type).get("ETag")
+            etag, size = upload(self, self._part_pool(), key, body, content_type)
         return ResourceInfo(content_type=content_type, size=size, etag=etag)
 
-    def _multipart(self, key: str, body: BinaryIO, content_type: str, **conditions: str) -> str | None:
-        """Upload in parts; abort on any failure so no partial object ever becomes visible.
-
-        ``conditions`` go on ``CompleteMultipartUpload`` (``_Conflict`` when it refuses).
-        """
-        try:
-            upload = self._s3(
-                self.client.create_multipart_upload, Bucket=self.bucket, Key=key, ContentType=content_type
-            )
-        except ClientError as exc:
-            raise StorageError(f"CreateMultipartUpload {key}: {exc}") from exc
-        upload_id = upload["UploadId"]
-        try:
-            parts = []
-            number = 1
-            while chunk := body.read(PART_SIZE):
-                part = self._s3(
-                    self.client.upload_part,
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=chunk,
-                )
-                parts.append({"ETag": part["ETag"], "PartNumber": number})
-                number += 1
-            done = self._s3(
-                self.client.complete_multipart_upload,
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-                **conditions,
-            )
-            return cast(str | None, done.get("ETag"))
-        except ClientError as exc:
-            self._abort(key, upload_id)
-            if conditions and (_code(exc) in _CONFLICT or _code(exc) in _MISSING):
-                raise _Conflict(key) from exc
-            raise StorageError(f"multipart upload {key}: {exc}") from exc
-        except BaseException:
-            self._abort(key, upload_id)
-            raise
-
-    def _abort(self, key: str, upload_id: str) -> None:
-        """Needs s3:AbortMultipartUpload (beyond the seed's policy; README.rst names it)."""
-        try:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except (ClientError, BotoCoreError):
-            pass
+    def _part_pool(self) -> ThreadPoolExecutor:
+        """The threads that upload parts of large bodies (not the storage pool: it reads the body)."""
+        with _PART_POOL_LOCK:
+            pool: ThreadPoolExecutor | None = getattr(self, "_parts", None)
+            if pool is None:
+                pool = self._parts = ThreadPoolExecutor(max_workers=8, thread_name_prefix="was-s3-part")
+            return pool
 
     def delete_resource(
         self, space_id: str, path: str, guard: Guard, *, condition: Condition | None = None
@@ -427,4 +382,7 @@ class S3Backend(S3Conditional):
 
     def close(self) -> None:
         self._side.shutdown(wait=False)
+        parts: ThreadPoolExecutor | None = getattr(self, "_parts", None)
+        if parts is not None:
+            parts.shutdown(wait=False)
         self.client.close()

@@ -41,9 +41,9 @@ T = TypeVar("T")
 
 #: S3's limit on a key's length, in UTF-8 bytes.
 MAX_KEY_BYTES = 1024
-#: Bodies above this go up as a multipart upload, in parts of this size.
-MULTIPART_THRESHOLD = 16 * 1024 * 1024
-PART_SIZE = 16 * 1024 * 1024
+#: Bodies above this go up as a multipart upload, in parts of ``PART_SIZE`` (``s3_upload.py``).
+PART_SIZE = 8 * 1024 * 1024
+MULTIPART_THRESHOLD = PART_SIZE
 #: DeleteObjects takes at most this many keys.
 DELETE_BATCH = 1000
 #: Index entries younger than this are never removed by ``reindex``: their space may be being created.

@@ -5,13 +5,14 @@ Probed on the stores we test (``tests/integration``): ``PutObject`` honours
 wants the ETag unquoted, see ``S3Bucket._put_if_match``).
 ``CompleteMultipartUpload`` honours both on AWS S3, only ``IfNoneMatch`` on
 moto, neither on Ceph RGW 16; ``DeleteObject`` honours ``IfMatch`` on AWS
-S3 and moto, not on Ceph RGW 16.  So a conditional write stays one
-``PutObject`` as far as S3 allows, and a conditional delete checks first
-(README.rst says what is atomic where).
+S3 and moto, not on Ceph RGW 16.  So a conditional write is checked first
+and carried by the request that commits, and a conditional delete checks
+first (README.rst says what is atomic where).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from typing import Any, BinaryIO, cast
 
 from botocore.exceptions import ClientError
@@ -19,9 +20,7 @@ from botocore.exceptions import ClientError
 from .base import ByteRange, Condition, Guard, KeyTooLong, PreconditionFailed, StorageError, check_condition
 from .s3_bucket import _CONFLICT, _MISSING, _code, _Conflict
 from .s3_records import S3Records
-
-#: The largest body one PutObject may carry (S3's limit): conditional writes stay one request up to here.
-MAX_PUT_BYTES = 5 * 1024**3
+from .s3_upload import upload
 
 
 def _total_size(obj: dict[str, Any]) -> int:
@@ -33,8 +32,8 @@ def _total_size(obj: dict[str, Any]) -> int:
 class S3Conditional(S3Records):
     """Ranged GETs, conditional PUTs and DELETEs over the bucket's plumbing."""
 
-    def _multipart(self, key: str, body: BinaryIO, content_type: str, **conditions: str) -> str | None:
-        """A multipart upload (``S3Backend`` has it); ``conditions`` go on its completion."""
+    def _part_pool(self) -> Executor:
+        """The threads that upload the parts of a large body (``S3Backend`` has them)."""
         raise NotImplementedError
 
     def _get_range(
@@ -63,44 +62,29 @@ class S3Conditional(S3Records):
         return cast(dict[str, Any], obj), (int(start), int(end))
 
     def _write_conditional(
-        self, key: str, body: BinaryIO, size: int, content_type: str, condition: Condition
-    ) -> str | None:
-        """One conditional PutObject up to ``MAX_PUT_BYTES`` (atomic on AWS S3, Ceph RGW, moto).
+        self, key: str, body: BinaryIO, content_type: str, condition: Condition
+    ) -> tuple[str | None, int]:
+        """A conditional write: checked against a HeadObject first, then carried by the commit.
 
-        Unconditional bodies over 16 MiB go up in parts, but
-        ``CompleteMultipartUpload`` honours ``If-Match`` only on AWS S3 (moto:
-        ``If-None-Match`` only; Ceph RGW 16: neither), so a conditional body
-        stays one PutObject as far as S3 allows.  Past that, the parts are
-        checked before the upload and the completion carries the condition:
-        atomic on AWS S3, a window of one upload elsewhere (README.rst).
-        Several ``If-Match`` ETags, or ``*``, are first resolved to the one
-        stored (HeadObject), then compared-and-swapped against it.
+        The HEAD answers a false precondition before a byte of the body is
+        read.  The condition then rides on the request that commits: the one
+        PutObject of a body up to one part (``s3_upload``), which every store
+        we test evaluates atomically (Ceph RGW 16 wants the ETag unquoted, see
+        ``_put_if_match``); or, for a larger body still arriving, on
+        ``CompleteMultipartUpload``, which honours ``If-Match`` only on AWS S3
+        (moto: ``If-None-Match`` only; Ceph RGW 16: neither), leaving elsewhere
+        the window of one upload after the HEAD (README.rst).
         """
         if condition.if_none_match and condition.if_match is not None:
             raise PreconditionFailed("If-Match and If-None-Match: * cannot both hold")
-        conditions: dict[str, str] = {}
-        if condition.if_none_match:
-            conditions["IfNoneMatch"] = "*"
-        elif condition.if_match is not None:
-            tags = condition.if_match
-            if len(tags) == 1 and tags[0] != "*" and size <= MAX_PUT_BYTES:
-                expected = tags[0]
-            else:
-                head = self._head(key)
-                current = str(head["ETag"]) if head is not None and head.get("ETag") else None
-                check_condition(condition, current)
-                assert current is not None
-                expected = current
+        head = self._head(key)
+        current = str(head["ETag"]) if head is not None and head.get("ETag") else None
+        check_condition(condition, current)
         try:
-            if size > MAX_PUT_BYTES:
-                if condition.if_none_match:
-                    check_condition(condition, None if self._head(key) is None else "*")
-                else:
-                    conditions["IfMatch"] = self._if_match_value(expected)
-                return self._multipart(key, body, content_type, **conditions)
-            if conditions:
-                return self._put(key, body, content_type, **conditions).get("ETag")
-            return self._put_if_match(key, body, content_type, expected).get("ETag")
+            if condition.if_none_match:
+                return upload(self, self._part_pool(), key, body, content_type, IfNoneMatch="*")
+            assert current is not None  # an If-Match held, so something is stored
+            return upload(self, self._part_pool(), key, body, content_type, if_match=current)
         except _Conflict as exc:
             raise PreconditionFailed(str(exc)) from exc
 

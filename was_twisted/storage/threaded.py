@@ -9,10 +9,11 @@ in flight and sheds load with ``Unavailable`` past a limit.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, BinaryIO, Protocol, TypeVar
 
 from twisted.application.service import Service
@@ -42,8 +43,10 @@ T = TypeVar("T")
 
 #: Bodies up to this size are read in the same call that opens them (one hop).
 SMALL_BODY = 256 * 1024
-#: Chunk size for streaming larger bodies.
+#: Chunk size for streaming larger bodies: the first chunk (soon on the wire), then ``STREAM_CHUNK``.
 CHUNK = 64 * 1024
+#: Later chunks of a large body: few pool hops, while two chunks bound the memory per download.
+STREAM_CHUNK = 1024 * 1024
 
 
 class Runner(Protocol):
@@ -166,6 +169,28 @@ class AsyncBody:
         if self._in_memory:
             return self._body.read(size)
         return await self._run(self._body.read, size)
+
+    async def chunks(self, first: int = CHUNK, size: int = STREAM_CHUNK) -> AsyncGenerator[bytes, None]:
+        """The body chunk by chunk, each next read already running in the pool while this one is sent.
+
+        Close the iterator (``aclose``) before ``close``: it waits for a read still in flight.
+        """
+        if self._in_memory:
+            while chunk := self._body.read(size):
+                yield chunk
+            return
+        pending: defer.Deferred[bytes] | None = self._run(self._body.read, first)
+        try:
+            while pending is not None:
+                chunk = await pending
+                pending = self._run(self._body.read, size) if chunk else None
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            if pending is not None:
+                with contextlib.suppress(Exception):
+                    await pending
 
     async def close(self) -> None:
         """Release the file or connection behind the body."""

@@ -7,6 +7,7 @@ sent; the router only picks the branch.
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections.abc import Iterator, Mapping
@@ -44,7 +45,9 @@ from ..operations import (
     resource_url,
     space_url,
 )
+from ..operations.collection_model import is_json_type
 from ..ready import READY, Readiness
+from .bodypipe import BodyPipe
 from .cors import cors_resource
 from .limits import BoundedRequest
 from .preconditions import condition_from
@@ -52,6 +55,7 @@ from .problems import PROBLEM_JSON, internal_problem, problem_for
 from .proxy import TrustedProxies, request_forwarded
 from .ranges import content_range, http_date, if_range_holds, parse_range
 from .streaming import send_body
+from .upload import StreamSlots
 
 JSON = b"application/json"
 LINKSET_JSON = b"application/linkset+json"
@@ -98,9 +102,12 @@ def _call(request: IRequest, raw_path: str, query: str | None, decoded: str, ori
     raw_with_query = raw_path if query is None else f"{raw_path}?{query}"
     targets = (raw_with_query, raw_path) if "?" in decoded else (raw_with_query, raw_path, decoded)
     content = request.content
-    has_body = content is not None and content.seek(0, 2) > 0
-    if content is not None:
-        content.seek(0)
+    if isinstance(content, BodyPipe):
+        has_body = True
+    else:
+        has_body = content is not None and content.seek(0, 2) > 0
+        if content is not None:
+            content.seek(0)
     return Call(
         method=method,
         targets=targets,
@@ -143,6 +150,15 @@ def _read_json_body(request: IRequest, limit: int = 64 * 1024) -> bytes:
     if len(data) > limit:
         raise InvalidRequestBody("The body is too large.")
     return data
+
+
+async def _read_streamed_body(request: IRequest, limit: int = 1024 * 1024) -> None:
+    """A route that reads its body on the reactor gets a streamed one (``web/upload.py``) whole.
+
+    At most ``limit + 1`` bytes are kept: past ``limit`` the body is refused anyway.
+    """
+    if isinstance(request.content, BodyPipe):
+        request.content = io.BytesIO(await request.content.collect(limit))
 
 
 def _refuse_oversized(request: IRequest) -> None:
@@ -205,6 +221,8 @@ class WASApp:
         self.trusted = TrustedProxies(operations.settings.trusted_proxies)
         #: ``None``: always ready (an in-process app with no service tree around it).
         self.readiness = readiness
+        #: Streamed uploads each hold a storage thread: leave half the threads for the rest.
+        self.uploads = StreamSlots(max(1, operations.settings.threads // 2))
 
     def _origin(self, request: IRequest) -> str:
         """Where clients reach us: ``WAS_PUBLIC_URL``, else the scheme and Host (a trusted proxy's)."""
@@ -288,6 +306,7 @@ class WASApp:
     async def spaces(self, request: IRequest) -> bytes:
         method = self._only(request, ("GET", "HEAD", "POST"))
         _refuse_oversized(request)
+        await _read_streamed_body(request)
         raw_path, query = _split_uri(request)
         call = _call(request, raw_path, query, _decode_once(raw_path), self._origin(request))
         if method == "POST":
@@ -310,6 +329,7 @@ class WASApp:
         raw_space, slash, raw_rest = raw_path[len(SPACE_PREFIX) :].partition("/")
         space_id = _decode_once(raw_space)
         if not slash:
+            await _read_streamed_body(request)
             return await self._space(request, call, space_id)
         return await self._resource(request, call, space_id, "/" + _decode_once(raw_rest))
 
@@ -334,6 +354,8 @@ class WASApp:
     async def _resource(self, request: IRequest, call: Call, space_id: str, path: str) -> Any:
         check_resource_path(path)
         kind = classify(path)
+        if kind.kind not in ("resource", "collection"):
+            await _read_streamed_body(request)  # JSON documents, read whole (a depth-1 name may stream)
         if kind.kind != "resource" or self.operations.settings.strict_collections:
             answered = await self._collections(request, call, space_id, path, kind)
             if answered is not None:
@@ -379,11 +401,12 @@ class WASApp:
         ct = content_type.decode("latin-1") if content_type else None
         assert request.content is not None
         request.content.seek(0)
-        if method == "PUT":
-            info = await ops.write_resource(call, space_id, path, request.content, ct, condition)
-            _set_etag(request, info.etag)
-            return _empty(request)
-        written, info = await ops.post_resource(call, space_id, path, request.content, ct, condition)
+        with self.uploads.hold(request.content):
+            if method == "PUT":
+                info = await ops.write_resource(call, space_id, path, request.content, ct, condition)
+                _set_etag(request, info.etag)
+                return _empty(request)
+            written, info = await ops.post_resource(call, space_id, path, request.content, ct, condition)
         _set_etag(request, info.etag)
         request.setHeader(b"location", (call.base + resource_url(space_id, written)).encode())
         request.setHeader(b"cache-control", b"no-store")
@@ -517,6 +540,11 @@ class WASApp:
         if method == "PUT":
             content_type = request.getHeader(b"content-type")
             ct = content_type.decode("latin-1") if content_type else None
+            if isinstance(request.content, BodyPipe):
+                # A large or chunked body: a collection description only if JSON of unknown length.
+                if not is_json_type(ct) or request.getHeader(b"content-length") is not None:
+                    return None
+                await _read_streamed_body(request)
             body = _peek_body(request)
             if body is None or not is_collection_description(body, ct):
                 return None

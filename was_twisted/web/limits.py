@@ -1,7 +1,9 @@
 """Bound what one request may upload, without holding or spooling the excess.
 
-Twisted reads a whole body before the resource sees it, into memory or a
-temporary file.  ``BoundedRequest`` counts the bytes as they arrive: past
+Twisted reads a whole body before the resource sees it, into memory or (past
+100 kB) a temporary file; here always into memory, never ``/tmp`` (large
+bodies stream instead: ``upload.py``; the memory backend keeps them in
+memory anyway).  ``BoundedRequest`` counts the bytes as they arrive: past
 the limit it stops keeping them (the rest is read and dropped, so the
 connection stays usable), and the route answers 413 ``payload-too-large``.
 """
@@ -33,7 +35,7 @@ class BoundedRequest(Request):
             self.too_large = True
             self.content = _Discard()
             return
-        super().gotLength(length)
+        self.content = io.BytesIO()
 
     def handleContentChunk(self, data: bytes) -> None:
         if self.too_large:
