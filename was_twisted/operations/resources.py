@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import BinaryIO
 
-from ..errors import NotFound
+from ..errors import NotFound, WASError
 from ..ids import check_resource_path, check_space_id
 from ..storage.base import DEFAULT_CONTENT_TYPE, ResourceInfo, SpaceRecord
 from ..storage.threaded import AsyncBody
 from .base import Call, OperationsBase, resource_url
+from .pagination import page_of, page_request
 
 
 def _listed(space_id: str, prefix: str, path: str, info: ResourceInfo) -> dict[str, object]:
@@ -105,19 +106,31 @@ class ResourceOperations(OperationsBase):
         await self.storage.run(delete)
 
     async def list_container(self, call: Call, space_id: str, prefix: str) -> dict[str, object] | None:
-        """The resources under ``prefix`` (a path ending in ``/``), at any depth.
+        """A page of the resources under ``prefix`` (a path ending in ``/``), at any depth.
 
         ``None`` when a resource is stored at exactly ``prefix`` (a client of
         the existing server may have written one): the caller serves it.
+        A bad ``limit`` or ``cursor`` is refused only once the caller is authorized.
         """
         check_space_id(space_id)
         check_resource_path(prefix)
         invocation = await self.invocation(call)
+        page = page_request(call, valid_after=lambda after: _is_path(prefix + after))
         backend = self.backend
 
         def listing() -> list[tuple[str, ResourceInfo]]:
             seen: list[SpaceRecord | None] = []
-            entries = backend.list_resources(space_id, prefix, seen.append)
+            if page.error is None:
+                entries = backend.list_resources(
+                    space_id,
+                    prefix,
+                    seen.append,
+                    start_after=None if page.after is None else prefix + page.after,
+                    limit=page.fetch,
+                )
+            else:
+                entries = []
+                seen.append(backend.get_space(space_id))
             # A read: decided after it, where policies may be looked up without the backend's lock.
             self.decide(
                 call,
@@ -127,14 +140,23 @@ class ResourceOperations(OperationsBase):
                 revocations=self.revocations_for(space_id, invocation),
                 policy=self.policy_lookup(space_id, prefix),
             )
+            page.check()
             return entries
 
         entries = await self.storage.run(listing)
-        if entries and entries[0][0] == prefix:
+        if page.after is None and entries and entries[0][0] == prefix:
             return None
-        return {
-            "url": resource_url(space_id, prefix),
-            "type": ["Collection"],
-            "totalItems": len(entries),
-            "items": [_listed(space_id, prefix, path, info) for path, info in entries],
-        }
+        doc: dict[str, object] = {"url": resource_url(space_id, prefix), "type": ["Collection"]}
+        page_of(entries, page, call, lambda entry: entry[0][len(prefix) :]).envelope(
+            doc, page, lambda entry: _listed(space_id, prefix, *entry)
+        )
+        return doc
+
+
+def _is_path(path: str) -> bool:
+    """Whether ``path`` could be a stored resource's (a cursor naming anything else is not ours)."""
+    try:
+        check_resource_path(path)
+    except WASError:
+        return False
+    return True

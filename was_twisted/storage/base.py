@@ -34,6 +34,16 @@ RECORD_KINDS = ("policies", "revocations")
 RECORD_SUFFIX = ".json"
 
 
+def listing_key(path: str) -> str:
+    """The order every listing uses: the stored name's, ``quote(path, safe="")`` (ASCII, compared bytewise).
+
+    It is S3's key order and the filesystem's file names, so a page resumes
+    with S3 ``StartAfter`` and never needs the whole list; for ids of
+    unreserved characters (uuids, ``a-z0-9._~-``) it is plain id order.
+    """
+    return quote(path, safe="")
+
+
 def check_record(kind: str, name: str | None = None) -> None:
     """Refuse an unknown kind or an empty name: a caller's bug, so ``ValueError``, never a 4xx."""
     if kind not in RECORD_KINDS:
@@ -192,8 +202,14 @@ class Backend(Protocol):
         """
         ...
 
-    def list_spaces(self, controller: str) -> list[str]:
-        """The ids of the spaces whose controller is ``controller``, sorted."""
+    def list_spaces(
+        self, controller: str, *, start_after: str | None = None, limit: int | None = None
+    ) -> list[str]:
+        """The ids of the spaces whose controller is ``controller``, sorted.
+
+        A page: only ids after ``start_after``, at most ``limit`` of them (the
+        caller asks for one more than it shows, to know whether more follow).
+        """
         ...
 
     def read_resource(
@@ -223,10 +239,21 @@ class Backend(Protocol):
         """
         ...
 
-    def list_resources(self, space_id: str, prefix: str, guard: Guard) -> list[tuple[str, ResourceInfo]]:
-        """Resources whose path starts with ``prefix``, sorted by path, after ``guard(space)``.
+    def list_resources(
+        self,
+        space_id: str,
+        prefix: str,
+        guard: Guard,
+        *,
+        start_after: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, ResourceInfo]]:
+        """Resources whose path starts with ``prefix``, in ``listing_key`` order, after ``guard(space)``.
 
-        ``content_type`` is empty where the store cannot list it cheaply (S3).
+        A page: only paths whose key is after ``start_after``'s, at most
+        ``limit`` of them, in memory bounded by ``limit`` (S3: one
+        ListObjectsV2 for up to 1,000).  ``content_type`` is empty where the
+        store cannot list it cheaply (S3).
         """
         ...
 

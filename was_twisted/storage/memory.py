@@ -18,6 +18,7 @@ from was_twisted.storage.base import (
     SpaceRecord,
     StoredResource,
     check_record,
+    listing_key,
 )
 
 __all__ = ["MemoryBackend"]
@@ -83,10 +84,15 @@ class MemoryBackend:
             self._records.pop(space_id, None)
             return True
 
-    def list_spaces(self, controller: str) -> list[str]:
-        """The ids of the spaces whose controller is ``controller``, sorted."""
+    def list_spaces(
+        self, controller: str, *, start_after: str | None = None, limit: int | None = None
+    ) -> list[str]:
+        """The ids of the spaces whose controller is ``controller``, sorted; a page of them."""
         with self._lock:
-            return sorted(r.space_id for r in self._spaces.values() if r.controller == controller)
+            ids = sorted(r.space_id for r in self._spaces.values() if r.controller == controller)
+        if start_after is not None:
+            ids = [sid for sid in ids if sid > start_after]
+        return ids if limit is None else ids[:limit]
 
     def read_resource(
         self, space_id: str, path: str, with_body: bool = True
@@ -127,13 +133,30 @@ class MemoryBackend:
                 return False
             return self._resources.get(space_id, {}).pop(path, None) is not None
 
-    def list_resources(self, space_id: str, prefix: str, guard: Guard) -> list[tuple[str, ResourceInfo]]:
-        """Resources under ``prefix``, sorted, after ``guard(space)``; empty if the space is absent."""
+    def list_resources(
+        self,
+        space_id: str,
+        prefix: str,
+        guard: Guard,
+        *,
+        start_after: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, ResourceInfo]]:
+        """Resources under ``prefix`` in ``listing_key`` order, after ``guard(space)``; a page of them."""
+        after = None if start_after is None else listing_key(start_after)
         with self._lock:
             guard(self._spaces.get(space_id))
-            items = [(p, r) for p, r in self._resources.get(space_id, {}).items() if p.startswith(prefix)]
+            items = [
+                (listing_key(p), p, r)
+                for p, r in self._resources.get(space_id, {}).items()
+                if p.startswith(prefix)
+            ]
+        if after is not None:
+            items = [item for item in items if item[0] > after]
         items.sort(key=lambda item: item[0])
-        return [(p, ResourceInfo(r.content_type, len(r.data), r.etag)) for p, r in items]
+        if limit is not None:
+            items = items[:limit]
+        return [(p, ResourceInfo(r.content_type, len(r.data), r.etag)) for _, p, r in items]
 
     # -- records -------------------------------------------------------------------
 
