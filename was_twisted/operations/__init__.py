@@ -1,6 +1,6 @@
 """The WAS spec's operations, one ``async def`` each: the spec's rules live here.
 
-Split by resource kind: ``spaces``, ``resources``, ``sharing`` (policies,
+Split by resource kind: ``spaces``, ``resources``, ``metadata``, ``sharing`` (policies,
 linksets, revocations), over ``base`` (the request as values and the one
 authorization decision).  ``classify`` says which kind a path under a space
 addresses (the spec's reserved segments).
@@ -9,13 +9,14 @@ addresses (the spec's reserved segments).
 from __future__ import annotations
 
 from .base import Call, resource_url, space_url
+from .metadata import MetadataOperations
 from .reserved import PathKind, classify
 from .resources import ResourceOperations
 from .sharing import SharingOperations
 from .spaces import SpaceBody, SpaceOperations, describe_space, parse_space_body
 
 
-class Operations(SpaceOperations, ResourceOperations, SharingOperations):
+class Operations(SpaceOperations, ResourceOperations, MetadataOperations, SharingOperations):
     """Every operation, over one storage and one set of settings."""
 
 

@@ -18,7 +18,7 @@ REVOCATIONS = "/zcaps/revocations/"
 
 @dataclass(frozen=True)
 class PathKind:
-    """``kind`` is resource, policy, linkset, revocation or revocations; ``name`` its anchor, id or path."""
+    """``kind``: resource, resource-meta, policy, linkset, revocation(s); ``name``: its anchor, id or path."""
 
     kind: str
     name: str
@@ -33,6 +33,8 @@ def classify(path: str) -> PathKind:
     if anchor is not None:
         return PathKind("policy", anchor)
     segments = path[1:].split("/")
+    if len(segments) == 3 and segments[2] == "meta":
+        return PathKind("resource-meta", "/" + "/".join(segments[:2]))
     if segments[-1] == "linkset" and len(segments) <= 2:
         return PathKind("linkset", "/" + segments[0] if len(segments) == 2 else SPACE_ANCHOR)
     return PathKind("resource", path)

@@ -10,6 +10,7 @@ from ..ids import check_resource_path, check_space_id
 from ..storage.base import DEFAULT_CONTENT_TYPE, ResourceInfo, SpaceRecord
 from ..storage.threaded import AsyncBody
 from .base import Call, OperationsBase, resource_url
+from .metadata import Declared, after_write
 from .pagination import page_of, page_request
 
 
@@ -63,17 +64,23 @@ class ResourceOperations(OperationsBase):
         check_resource_path(path)
         invocation = await self.invocation(call)
         await self.check_digest(call, body)
+        declared = Declared.from_headers(call.headers)
         backend = self.backend
+        now = self.now()
 
         def write() -> ResourceInfo:
             revocations = self.revocations_for(space_id, invocation)
-            return backend.write_resource(
+            # Whether it exists, and its metadata record: a creation is recorded, an overwrite keeps it.
+            before = backend.read_resource_meta(space_id, path)[1]
+            info = backend.write_resource(
                 space_id,
                 path,
                 body,
                 content_type or DEFAULT_CONTENT_TYPE,
                 lambda space: self.decide(call, invocation, space_id, space, revocations=revocations),
             )
+            after_write(backend, space_id, path, before, declared, invocation.signer, now)
+            return info
 
         return await self.storage.run(write)
 
@@ -97,11 +104,14 @@ class ResourceOperations(OperationsBase):
 
         def delete() -> bool:
             revocations = self.revocations_for(space_id, invocation)
-            return backend.delete_resource(
+            deleted = backend.delete_resource(
                 space_id,
                 path,
                 lambda space: self.decide(call, invocation, space_id, space, revocations=revocations),
             )
+            if deleted:  # the metadata goes with it (after: a crash between leaves a record never served)
+                backend.delete_resource_meta(space_id, path)
+            return deleted
 
         await self.storage.run(delete)
 

@@ -28,7 +28,8 @@ Builder = Callable[["SpaceRecord | None"], "SpaceRecord"]
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 #: Kinds of records kept beside a space's resources (never inside ``resources/``).
-RECORD_KINDS = ("policies", "revocations")
+#: ``metadata``: one per resource (named by its path) that has server fields or ``custom`` to keep.
+RECORD_KINDS = ("policies", "revocations", "metadata")
 
 #: What a record's file or key name ends with (after ``quote(name, safe="")``).
 RECORD_SUFFIX = ".json"
@@ -141,6 +142,19 @@ class ResourceInfo:
     content_type: str
     size: int
     etag: str | None = None
+
+
+@dataclass(frozen=True)
+class ResourceMeta:
+    """What a resource's metadata is made of, read in one call without its bytes.
+
+    ``modified``: when its bytes were last written (seconds since the epoch),
+    if the store knows.  ``record``: its ``metadata`` record, if one exists.
+    """
+
+    info: ResourceInfo
+    modified: float | None
+    record: bytes | None
 
 
 @dataclass
@@ -288,6 +302,24 @@ class Backend(Protocol):
 
         Meant for some thousands of records at most: they come back whole, in memory.
         """
+        ...
+
+    # A resource's metadata: its info and its ``metadata`` record (named by the resource path).
+    # The record is written and deleted only by an operation that has just authorized the
+    # request in the same call (a content write, a delete, a metadata update), so these take
+    # no guard.  A record whose resource is gone is never served, and a new resource at its
+    # path replaces it.
+
+    def read_resource_meta(self, space_id: str, path: str) -> tuple[SpaceRecord | None, ResourceMeta | None]:
+        """The space and the resource's metadata (each ``None`` when absent), side by side where possible."""
+        ...
+
+    def put_resource_meta(self, space_id: str, path: str, data: bytes) -> None:
+        """Replace a resource's metadata record (whole or not at all); nothing if the space is gone."""
+        ...
+
+    def delete_resource_meta(self, space_id: str, path: str) -> None:
+        """Delete a resource's metadata record, if any."""
         ...
 
     def ping(self) -> None:

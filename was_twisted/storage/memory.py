@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
 from was_twisted.storage.base import (
@@ -14,6 +15,7 @@ from was_twisted.storage.base import (
     Builder,
     Guard,
     ResourceInfo,
+    ResourceMeta,
     SpaceMissing,
     SpaceRecord,
     StoredResource,
@@ -33,6 +35,7 @@ class _Resource:
     data: bytes
     content_type: str
     etag: str
+    modified: float = field(default_factory=time.time)
 
 
 class MemoryBackend:
@@ -205,6 +208,30 @@ class MemoryBackend:
             items = list(self._records.get(space_id, {}).get(kind, {}).items())
         items.sort(key=lambda item: item[0])
         return items
+
+    # -- resource metadata ---------------------------------------------------------
+
+    def read_resource_meta(self, space_id: str, path: str) -> tuple[SpaceRecord | None, ResourceMeta | None]:
+        """The space, and the resource's info, write time and metadata record (``None`` when absent)."""
+        with self._lock:
+            space = self._spaces.get(space_id)
+            res = self._resources.get(space_id, {}).get(path) if space is not None else None
+            record = self._records.get(space_id, {}).get("metadata", {}).get(path)
+        if res is None:
+            return space, None
+        info = ResourceInfo(content_type=res.content_type, size=len(res.data), etag=res.etag)
+        return space, ResourceMeta(info, res.modified, record)
+
+    def put_resource_meta(self, space_id: str, path: str, data: bytes) -> None:
+        """Replace the resource's metadata record; nothing if the space is gone."""
+        with self._lock:
+            if space_id in self._spaces:
+                self._records.setdefault(space_id, {}).setdefault("metadata", {})[path] = bytes(data)
+
+    def delete_resource_meta(self, space_id: str, path: str) -> None:
+        """Delete the resource's metadata record, if any."""
+        with self._lock:
+            self._records.get(space_id, {}).get("metadata", {}).pop(path, None)
 
     def ping(self) -> None:
         """Memory is always there."""
