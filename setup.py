@@ -24,6 +24,7 @@ setup(
         "http-message-signatures>=3.0",
         "http-sf>=1.4",
         "prometheus_client>=0.20",
+        "multipart>=1.3",  # multipart/form-data resource writes (streaming PushMultipartParser)
     ],
     extras_require={
         "s3": ["boto3>=1.35.50"],  # IfNoneMatch / IfMatch on PutObject

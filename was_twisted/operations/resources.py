@@ -10,6 +10,7 @@ from ..ids import check_resource_path, check_space_id
 from ..storage.base import DEFAULT_CONTENT_TYPE, ResourceInfo, SpaceRecord
 from ..storage.threaded import AsyncBody
 from .base import Call, OperationsBase, resource_url
+from .forms import file_part, is_form_data
 from .metadata import Declared, after_write
 from .pagination import page_of, page_request
 
@@ -71,14 +72,23 @@ class ResourceOperations(OperationsBase):
         def write() -> ResourceInfo:
             revocations = self.revocations_for(space_id, invocation)
             # Whether it exists, and its metadata record: a creation is recorded, an overwrite keeps it.
-            before = backend.read_resource_meta(space_id, path)[1]
-            info = backend.write_resource(
-                space_id,
-                path,
-                body,
-                content_type or DEFAULT_CONTENT_TYPE,
-                lambda space: self.decide(call, invocation, space_id, space, revocations=revocations),
-            )
+            space, before = backend.read_resource_meta(space_id, path)
+            self.decide(call, invocation, space_id, space, revocations=revocations)
+            data, stored_type = body, content_type or DEFAULT_CONTENT_TYPE
+            if is_form_data(content_type):  # authorized first: only then is the body looked into
+                body.seek(0)
+                data, stored_type = file_part(body, stored_type)
+            try:
+                info = backend.write_resource(
+                    space_id,
+                    path,
+                    data,
+                    stored_type,
+                    lambda space: self.decide(call, invocation, space_id, space, revocations=revocations),
+                )
+            finally:
+                if data is not body:
+                    data.close()
             after_write(backend, space_id, path, before, declared, invocation.signer, now)
             return info
 
