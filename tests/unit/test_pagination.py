@@ -15,6 +15,7 @@ from wallet_attached_storage_client import Ed25519Signer
 from tests.conftest import BASE, Api, sign
 from tests.invoke import invoke, root_id
 from tests.unit.test_delegation_routes import CASES, ORIGIN, holder, setup_space, shared, signer  # noqa: F401
+from tests.unit.test_metadata import any_api  # noqa: F401
 from tests.unit.test_routes import body_of, provision
 from tests.unit.test_storage_contract import ALICE, BOB, allow, backend, put, space, with_space  # noqa: F401
 from was_twisted.errors import InvalidCursor, InvalidParameter
@@ -216,8 +217,9 @@ def path_of(url: str) -> str:
 
 
 @pytest_twisted.ensureDeferred
-async def test_container_pages_via_next(api: Api, alice: Ed25519Signer) -> None:
+async def test_container_pages_via_next(any_api: Api, alice: Ed25519Signer) -> None:  # noqa: F811
     """limit=1 gives three pages, ascending, no duplicates; the last has no next; totalItems only whole."""
+    api = any_api
     sid = await provision(api, alice)
     await fill(api, alice, sid, ["b", "c", "a"])
     await fill(api, alice, sid, ["elsewhere"], under="d")
@@ -249,7 +251,8 @@ async def test_container_pages_via_next(api: Api, alice: Ed25519Signer) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_default_page_size(api: Api, alice: Ed25519Signer) -> None:
+async def test_default_page_size(any_api: Api, alice: Ed25519Signer) -> None:  # noqa: F811
+    api = any_api
     sid = await provision(api, alice)
     for n in range(DEFAULT_LIMIT + 1):
         api.backend.write_resource(sid, f"/c/{n:04d}", io.BytesIO(b"x"), "text/plain", allow)
@@ -293,7 +296,8 @@ async def test_cursor_naming_no_valid_path_is_refused(api: Api, alice: Ed25519Si
 
 
 @pytest_twisted.ensureDeferred
-async def test_spaces_pages(api: Api, alice: Ed25519Signer, mallory: Ed25519Signer) -> None:
+async def test_spaces_pages(any_api: Api, alice: Ed25519Signer, mallory: Ed25519Signer) -> None:  # noqa: F811
+    api = any_api
     ids = sorted([await provision(api, alice) for _ in range(3)])
     await provision(api, mallory)
     url = "/spaces/?limit=1"
@@ -361,3 +365,17 @@ async def test_one_delegated_capability_opens_every_page(shared: Api) -> None:  
     )
     code, doc = await get_json(shared, url, headers)
     assert (code, doc["type"]) == (400, SPEC + "invalid-cursor")
+
+
+def test_s3_space_pages_before_the_index_is_complete(mocked_aws: None) -> None:
+    """A bucket the existing server wrote has no index yet: spaces are scanned, and still paged."""
+    b = S3Backend("scan", "", threads=2)
+    b.client.create_bucket(Bucket="scan")
+    b.check()
+    assert not b.indexed
+    for sid in ("s2", "s1", "s3"):
+        doc = json.dumps({"controller": ALICE})
+        b.client.put_object(Bucket="scan", Key=f"spaces/{sid}/_meta.json", Body=doc)
+    assert b.list_spaces(ALICE, limit=2) == ["s1", "s2"]
+    assert b.list_spaces(ALICE, start_after="s2", limit=2) == ["s3"]
+    b.close()
