@@ -13,6 +13,7 @@ Beside ``resources/``, ours only (the existing server never looks there)::
 
     {root}/spaces/{space_id}/policies/{quote(name)}.json       one policy document
     {root}/spaces/{space_id}/revocations/{quote(name)}.json    one zCap revocation
+    {root}/spaces/{space_id}/metadata/{quote(path)}.json       one resource's metadata
 
 (``base.record_stem``: also escapes a leading ``.`` or ``_``.)
 

@@ -11,6 +11,7 @@ and beside it, ours only::
 
     {prefix}spaces/{space_id}/policies/{quote(name, safe="")}.json     one policy document
     {prefix}spaces/{space_id}/revocations/{quote(name, safe="")}.json  one zCap revocation
+    {prefix}spaces/{space_id}/metadata/{quote(path, safe="")}.json     one resource's metadata
     {prefix}controllers/{quote(controller, safe="")}/{space_id}  empty: "controller has space"
     {prefix}controllers/.indexed                               the index is complete
 
@@ -156,11 +157,12 @@ class S3Backend(S3Records):
         if current is None:
             return False
         meta_key = self._meta_key(space_id)
-        # Resources may be millions: delete them page by page, never all in memory.
-        for page in self._list(self._resources_prefix(space_id)):
-            keys = [o["Key"] for o in page.get("Contents", [])]
-            if keys:
-                self._delete_keys(keys)
+        # Resources (and their metadata records) may be millions: page by page, never all in memory.
+        for prefix in (self._resources_prefix(space_id), self._records_prefix(space_id, "metadata")):
+            for page in self._list(prefix):
+                keys = [o["Key"] for o in page.get("Contents", [])]
+                if keys:
+                    self._delete_keys(keys)
         # What is left is small: records, keys we do not know, and writes that raced the pass above.
         self._delete_in_order(space_id, (k for k in self._space_keys(space_id) if k != meta_key))
         self._delete_keys([meta_key, self._index_key(current.controller, space_id)])
