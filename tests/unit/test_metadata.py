@@ -31,7 +31,7 @@ from tests.unit.test_routes import body_of, provision
 from tests.unit.test_storage_contract import allow, backend, put, space, with_space  # noqa: F401
 from was_twisted.config import Settings
 from was_twisted.operations import Operations, classify
-from was_twisted.storage.base import Backend
+from was_twisted.storage.base import Backend, StorageError
 from was_twisted.storage.filesystem import FilesystemBackend
 from was_twisted.storage.memory import MemoryBackend
 from was_twisted.storage.s3 import S3Backend
@@ -343,3 +343,25 @@ async def test_s3_requests_per_operation(mocked_aws: None, alice: Ed25519Signer)
     # Delete: the resource, then its record.
     assert await costs("DELETE", res) == {"GetObject": 1, "DeleteObject": 2}
     b.close()
+
+
+class FailingMeta(MemoryBackend):
+    """Memory storage whose metadata records cannot be written."""
+
+    def put_resource_meta(self, space_id: str, path: str, data: bytes) -> None:
+        raise StorageError("metadata store down")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_record_that_cannot_be_written_does_not_fail_the_write(alice: Ed25519Signer) -> None:
+    b = FailingMeta()
+    clock = Clock()
+    clock.advance(time.time())
+    ops = Operations(AsyncStorage(b, run_inline), Settings(backend="memory"), clock)
+    api = Api(StubTreq(WASApp(ops, "memory").resource()), ops, clock, b)
+    sid = await provision(api, alice)
+    code, _ = await call(api, alice, "PUT", f"/space/{sid}/c/r", data=b"kept")
+    assert code == 204
+    assert (await call(api, alice, "GET", f"/space/{sid}/c/r"))[1] == b"kept"
+    code, doc = await call(api, alice, "GET", f"/space/{sid}/c/r/meta")
+    assert code == 200 and "createdBy" not in doc

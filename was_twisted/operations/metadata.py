@@ -24,10 +24,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from twisted.logger import Logger
+
 from ..bodies import json_object
 from ..errors import InvalidRequestBody, NotFound
 from ..ids import check_resource_path, check_space_id
-from ..storage.base import Backend, ResourceMeta
+from ..storage.base import Backend, ResourceMeta, StorageError
 from .base import Call, OperationsBase
 
 #: A metadata PUT body (``custom`` and all) is at most this large.
@@ -36,6 +38,7 @@ MAX_META_BODY = 64 * 1024
 MAX_LABEL = 256
 
 _NOT_FOUND = "Resource not found or insufficient authorization."
+_log = Logger("was_twisted.metadata")
 
 
 def rfc3339(seconds: float) -> str:
@@ -220,7 +223,15 @@ def after_write(
     signer: str | None,
     now: float,
 ) -> None:
-    """(In the write's storage call, after the write.) Record what the write changed, if anything."""
+    """(In the write's storage call, after the write.) Record what the write changed, if anything.
+
+    The content is written by now: a record that cannot be written is logged,
+    never turned into a failed write the client would retry.
+    """
     record = record_after_write(before, declared, signer, now)
-    if record is not None:
+    if record is None:
+        return
+    try:
         backend.put_resource_meta(space_id, path, record)
+    except StorageError as exc:
+        _log.warn("metadata of {space} {path} not recorded: {error}", space=space_id, path=path, error=exc)
