@@ -2,17 +2,19 @@
 
 One command::
 
-    python bench/page_bench.py [--resources 100000] [--latency-ms 20] [--repeats 5] [--json out.json]
+    python bench/page_bench.py [--s3 moto|ceph] [--resources 100000] [--latency-ms 20] [--repeats 5]
+                               [--json out.json]
 
-It starts moto's S3 server, ``bench/latency_proxy.py`` in front of it (delays every response,
-counts S3 requests by operation) and ``twistd -n was`` with ``WAS_STORAGE_BACKEND=s3`` behind the
-proxy (all three from ``bench/s3_bench.py``), creates one space through the API, writes
-``--resources`` objects straight into moto under that space's ``resources/`` prefix (the layout
-the server reads, as if written through it), then times signed ``GET /space/{id}/big/`` (the
-first page, default ``limit``) and the page its ``next`` names, with the S3 requests each one
-made.  Goal: one ListObjectsV2 (beside the space record's GetObject, in parallel) and < 200 ms.
-It also times the same ListObjectsV2 asked of moto directly: moto scans every key of the bucket
-for each LIST, so on moto that, not the server, bounds the page's time at this size.
+It starts moto's S3 server (or Ceph's RADOS Gateway), ``bench/latency_proxy.py`` in front of
+it (delays every response, counts S3 requests by operation) and ``twistd -n was`` with
+``WAS_STORAGE_BACKEND=s3`` behind the proxy (all three from ``bench/s3_bench.py``), creates one
+space through the API, writes ``--resources`` objects straight into the S3 server under that
+space's ``resources/`` prefix (the layout the server reads, as if written through it), then times
+signed ``GET /space/{id}/big/`` (the first page, default ``limit``) and the page its ``next``
+names, with the S3 requests each one made.  Goal: one ListObjectsV2 (beside the space record's
+GetObject, in parallel) and < 200 ms.  It also times the same ListObjectsV2 asked of the S3
+server directly: moto scans every key of the bucket for each LIST, so on moto that, not this
+server, bounds the page's time at this size.
 Every process it starts is stopped before it exits.
 """
 
@@ -48,7 +50,7 @@ from wallet_attached_storage_client import Ed25519Signer
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(1, str(BENCH_DIR.parent))
-from tests.integration.s3servers import S3Server, start_moto  # noqa: E402
+from tests.integration.s3servers import S3Server, ceph_available, start_ceph, start_moto  # noqa: E402
 
 JSON = "application/json"
 GOAL_MS = 200.0
@@ -57,7 +59,7 @@ FILL_THREADS = 8  # moto is one process: more threads only load the shared machi
 
 
 def fill(s3: S3Server, space_id: str, n: int) -> float:
-    """``n`` one-byte objects at ``/big/{i:06d}`` straight into moto; returns the seconds it took."""
+    """``n`` one-byte objects at ``/big/{i:06d}`` straight into the S3 server; returns the seconds it took."""
     client = s3_client(s3.endpoint_url, s3, pool=FILL_THREADS)
     root = f"{PREFIX}spaces/{space_id}/resources/"
 
@@ -104,8 +106,9 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     procs: list[Proc] = []
     s3: S3Server | None = None
     try:
-        print("starting moto, the proxy and ours ...", file=sys.stderr, flush=True)
-        s3 = start_moto(log_dir / "s3", timeout=S3_START_TIMEOUT_S)
+        print(f"starting {args.s3}, the proxy and ours ...", file=sys.stderr, flush=True)
+        starter = start_ceph if args.s3 == "ceph" else start_moto
+        s3 = starter(log_dir / "s3", timeout=S3_START_TIMEOUT_S)
         s3.create_bucket(BUCKET)
         proxy = start_proxy(s3, args.latency_ms, log_dir)
         procs.append(proxy)
@@ -135,6 +138,7 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
             nxt = parts.path + "?" + parts.query
             following = [measure(ours.port, ctl, signer, nxt) for _ in range(args.repeats)]
         return {
+            "s3": args.s3,
             "resources": args.resources,
             "latency_ms": args.latency_ms,
             "fill_s": fill_s,
@@ -154,7 +158,7 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
 def report(result: dict[str, Any]) -> bool:
     """Print the figures; True when every goal is met."""
     ok = True
-    print(f"\n{result['resources']} resources, {result['latency_ms']:g} ms of S3 latency")
+    print(f"\n{result['s3']}: {result['resources']} resources, {result['latency_ms']:g} ms of S3 latency")
     print(f"the S3 server's own ListObjectsV2 (MaxKeys=101, direct): {result['s3_list_direct_ms']:.1f} ms\n")
     for label, key in (("first page", "first_page"), ("next page", "next_page")):
         for m in result[key]:
@@ -174,11 +178,14 @@ def report(result: dict[str, Any]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--s3", choices=("moto", "ceph"), default="moto")
     ap.add_argument("--resources", type=int, default=100_000)
     ap.add_argument("--latency-ms", type=float, default=20.0)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", type=Path, help="write the raw figures here")
     args = ap.parse_args(argv)
+    if args.s3 == "ceph" and not ceph_available():
+        ap.error("Ceph RGW is not installed: sudo bash .ci/install-s3-servers")
     with tempfile.TemporaryDirectory(prefix="was-page-bench-") as tmp:
         result = run(args, Path(tmp))
     if args.json:
