@@ -128,7 +128,7 @@ def run(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         )
         if status != 201:
             raise RuntimeError(f"creating the space failed: {status} {data[:300]!r}")
-        print(f"writing {args.resources} objects into moto ...", file=sys.stderr, flush=True)
+        print(f"writing {args.resources} objects into {args.s3} ...", file=sys.stderr, flush=True)
         fill_s = fill(s3, space_id, args.resources)
         list_ms = direct_list_ms(s3, space_id, args.repeats)
         first = [measure(ours.port, ctl, signer, f"/space/{space_id}/big/") for _ in range(args.repeats)]
