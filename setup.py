@@ -24,6 +24,7 @@ setup(
         "http-message-signatures>=3.0",
         "http-sf>=1.4",
         "prometheus_client>=0.20",
+        "multipart>=1.3",  # multipart/form-data resource writes (streaming PushMultipartParser)
     ],
     entry_points={"console_scripts": ["was-admin = was_twisted.admin:main"]},
     extras_require={

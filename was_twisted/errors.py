@@ -72,6 +72,14 @@ class InvalidCursor(WASError):
     """A pagination ``cursor`` is malformed or no longer usable (told only after authorization)."""
 
 
+class InvalidParameter(WASError):
+    """A query parameter (pagination ``limit``) that is not what the operation accepts.
+
+    The spec's registry has no type for a bad query parameter: ours is a
+    documented extension, ``invalid-parameter`` (400), told after authorization.
+    """
+
+
 class RangeNotSatisfiable(WASError):
     """A ``Range`` none of whose bytes exist; ``size`` goes in ``Content-Range: bytes */size``."""
 

@@ -95,11 +95,18 @@ def test_api_writes_exactly_the_seed_layout(bucket: Bucket) -> None:
             was.url + wire, content=data, headers={"content-type": ctype, **signed(alice, "PUT", wire)}
         )
         assert r.status_code == 204
-    space_keys = raw_keys(bucket.s3, bucket.name, f"prod/spaces/{sid}/")
+    all_keys = raw_keys(bucket.s3, bucket.name, f"prod/spaces/{sid}/")
+    records = f"prod/spaces/{sid}/metadata/"
+    space_keys = [k for k in all_keys if not k.startswith(records)]
     assert space_keys == [
         f"prod/spaces/{sid}/_meta.json",
         f"prod/spaces/{sid}/resources/%2Fa%20b%2F%C3%BC.json",
         f"prod/spaces/{sid}/resources/%2Ffile.txt",
+    ]
+    # Beside them (never inside resources/), each resource's metadata record.
+    assert [k for k in all_keys if k.startswith(records)] == [
+        records + "%2Fa%20b%2F%C3%BC.json.json",
+        records + "%2Ffile.txt.json",
     ]
     client = bucket.s3.client()
     meta = json.loads(client.get_object(Bucket=bucket.name, Key=space_keys[0])["Body"].read())

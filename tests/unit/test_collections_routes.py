@@ -524,9 +524,6 @@ async def test_unimplemented_reserved_endpoints_are_501(api: Api, alice: Ed25519
         ("POST", "/query"),
         ("POST", "/docs/query"),
         ("GET", "/docs/quota"),
-        ("GET", "/docs/r/meta"),
-        ("PUT", "/docs/r/meta"),
-        ("DELETE", "/docs/r/meta"),
     ):
         code, _, doc = await call(api, alice, method, f"/space/{sid}{path}", {"profile": "changes"})
         assert code == 501 and problem(doc) == "unsupported-operation", (method, path)
@@ -621,3 +618,25 @@ async def test_default_mode_writes_into_never_created_containers(api: Api, alice
     assert code == 204
     code, _, doc = await call(api, alice, "GET", f"/space/{sid}/dir/")
     assert code == 200 and [i["id"] for i in doc["items"]] == ["data.json"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_collections_list_pages(api: Api, alice: Ed25519Signer, mallory: Ed25519Signer) -> None:
+    """limit=1 pages through the collections in id order; a bad cursor is 400 only for the authorized."""
+    sid = await provision(api, alice)
+    for cid in ("b", "a", "c"):
+        assert (await call(api, alice, "POST", f"/space/{sid}/collections/", {"id": cid}))[0] == 201
+    seen: list[str] = []
+    path: str | None = f"/space/{sid}/collections/?limit=1"
+    while path is not None:
+        code, _, doc = await call(api, alice, "GET", path)
+        assert code == 200 and len(doc["items"]) == 1
+        seen.append(doc["items"][0]["id"])
+        path = doc["next"].removeprefix(BASE) if "next" in doc else None
+    assert seen == ["a", "b", "c"]
+    code, _, doc = await call(api, alice, "GET", f"/space/{sid}/collections/")
+    assert doc["totalItems"] == 3 and "next" not in doc
+    bad = f"/space/{sid}/collections/?cursor=!!"
+    code, _, doc = await call(api, alice, "GET", bad)
+    assert code == 400 and problem(doc) == "invalid-cursor"
+    assert (await call(api, mallory, "GET", bad))[0] == 404

@@ -38,7 +38,8 @@ PATHS = ["/c", "/c/a", "/c/b", "/c/deep/d", "/cc/x", "/c.txt", "/d/c/x"]
 
 
 def paths(b: Backend, sid: str = "s1") -> list[str]:
-    return [p for p, _ in b.list_resources(sid, "/", allow)]
+    """Every stored path, sorted (listings come in ``listing_key`` order, not path order)."""
+    return sorted(p for p, _ in b.list_resources(sid, "/", allow))
 
 
 # -- delete_resources ------------------------------------------------------------------------------

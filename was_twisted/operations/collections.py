@@ -40,6 +40,7 @@ from .collection_model import (
     parse_collection_body,
     parse_meta_body,
 )
+from .pagination import page_of, page_request
 
 #: Optimistic retries of a read-modify-write that lost to a concurrent writer (no client condition).
 _RETRIES = 5
@@ -209,6 +210,10 @@ class CollectionOperations(OperationsBase):
             if space is None or self._collection(space_id, collection_id) is None:
                 return False
             backend.delete_resources(space_id, prefix, guard)
+            # Their metadata records too: a resource made later at the same path is a new one.
+            for name, _ in backend.list_records(space_id, "metadata", guard):
+                if name.startswith(prefix):
+                    backend.delete_resource_meta(space_id, name)
             for anchor, _ in backend.list_records(space_id, "policies", guard):
                 if anchor == prefix[:-1] or anchor.startswith(prefix):
                     backend.delete_record(space_id, "policies", anchor, guard)
@@ -219,18 +224,30 @@ class CollectionOperations(OperationsBase):
         return await self.storage.run(delete)
 
     async def list_collections(self, call: Call, space_id: str) -> dict[str, object]:
-        """GET /space/S/collections/: ``{url, totalItems, items: [{id, url, name}]}`` (unpaginated)."""
+        """GET /space/S/collections/: ``{url, totalItems?, items: [{id, url, name}], next?}``, a page.
+
+        Collection records are few and come back whole, so the page is cut
+        here (ids ascending); ``limit`` and ``cursor`` as for every list.
+        """
         check_space_id(space_id)
         invocation = await self.invocation(call)
+        page = page_request(call)
         backend = self.backend
 
         def listing() -> list[tuple[str, bytes]]:
             self._decide_read(call, invocation, space_id, "/")
+            page.check()
             return backend.list_records(space_id, COLLECTIONS, lambda space: None)
 
         records = await self.storage.run(listing)
-        items = [list_item(space_id, cid, load_record(raw) or {}) for cid, raw in records]
-        return {"url": collections_url(space_id), "totalItems": len(items), "items": items}
+        if page.after is not None:
+            records = [(cid, raw) for cid, raw in records if cid > page.after]
+        rows = records[: page.fetch]
+        doc: dict[str, object] = {"url": collections_url(space_id)}
+        page_of(rows, page, call, lambda row: row[0]).envelope(
+            doc, page, lambda row: list_item(space_id, row[0], load_record(row[1]) or {})
+        )
+        return doc
 
     async def require_collection(self, call: Call, space_id: str, path: str) -> None:
         """``WAS_STRICT_COLLECTIONS``: a resource write under ``/c/`` needs collection ``c`` (else 404).

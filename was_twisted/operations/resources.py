@@ -7,12 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ..errors import NotFound
+from ..errors import NotFound, WASError
 from ..ids import check_resource_path, check_space_id
 from ..storage.base import DEFAULT_CONTENT_TYPE, ByteRange, Condition, ResourceInfo, SpaceRecord
 from ..storage.threaded import AsyncBody
 from .base import Call, OperationsBase, resource_url
 from .collection_model import COLLECTIONS, describe_collection, load_record
+from .forms import file_part, is_form_data
+from .metadata import Declared, after_write
+from .pagination import page_of, page_request
 
 
 def _listed(space_id: str, prefix: str, path: str, info: ResourceInfo) -> dict[str, object]:
@@ -131,19 +134,34 @@ class ResourceOperations(OperationsBase):
         check_resource_path(path)
         invocation = await self.invocation(call)
         await self.check_digest(call, body)
+        declared = Declared.from_headers(call.headers)
         backend = self.backend
         conditional = {} if condition is None else {"condition": condition}
+        now = self.now()
 
         def write() -> ResourceInfo:
             revocations = self.revocations_for(space_id, invocation)
-            return backend.write_resource(
-                space_id,
-                path,
-                body,
-                content_type or DEFAULT_CONTENT_TYPE,
-                lambda space: self.decide(call, invocation, space_id, space, revocations=revocations),
-                **conditional,
-            )
+            # Whether it exists, and its metadata record: a creation is recorded, an overwrite keeps it.
+            space, before = backend.read_resource_meta(space_id, path)
+            self.decide(call, invocation, space_id, space, revocations=revocations)
+            data, stored_type = body, content_type or DEFAULT_CONTENT_TYPE
+            if is_form_data(content_type):  # authorized first: only then is the body looked into
+                body.seek(0)
+                data, stored_type = file_part(body, stored_type)
+            try:
+                info = backend.write_resource(
+                    space_id,
+                    path,
+                    data,
+                    stored_type,
+                    lambda space: self.decide(call, invocation, space_id, space, revocations=revocations),
+                    **conditional,
+                )
+            finally:
+                if data is not body:
+                    data.close()
+            after_write(backend, space_id, path, before, declared, invocation.signer, now)
+            return info
 
         return await self.storage.run(write)
 
@@ -177,17 +195,20 @@ class ResourceOperations(OperationsBase):
 
         def delete() -> bool:
             revocations = self.revocations_for(space_id, invocation)
-            return backend.delete_resource(
+            deleted = backend.delete_resource(
                 space_id,
                 path,
                 lambda space: self.decide(call, invocation, space_id, space, revocations=revocations),
                 **conditional,
             )
+            if deleted:  # the metadata goes with it (after: a crash between leaves a record never served)
+                backend.delete_resource_meta(space_id, path)
+            return deleted
 
         await self.storage.run(delete)
 
     async def list_container(self, call: Call, space_id: str, prefix: str) -> dict[str, object] | None:
-        """The resources under ``prefix`` (a path ending in ``/``), at any depth.
+        """A page of the resources under ``prefix`` (a path ending in ``/``), at any depth.
 
         A created collection's listing (``/c/``) also carries its ``id`` and
         ``name``, with ``url`` its description's; an implicit container's
@@ -195,10 +216,12 @@ class ResourceOperations(OperationsBase):
 
         ``None`` when a resource is stored at exactly ``prefix`` (a client of
         the existing server may have written one): the caller serves it.
+        A bad ``limit`` or ``cursor`` is refused only once the caller is authorized.
         """
         check_space_id(space_id)
         check_resource_path(prefix)
         invocation = await self.invocation(call)
+        page = page_request(call, valid_after=lambda after: _is_path(prefix + after))
         backend = self.backend
 
         # A container one level down may be a created collection: its listing then names it.
@@ -206,7 +229,17 @@ class ResourceOperations(OperationsBase):
 
         def listing() -> tuple[list[tuple[str, ResourceInfo]], bytes | None]:
             seen: list[SpaceRecord | None] = []
-            entries = backend.list_resources(space_id, prefix, seen.append)
+            if page.error is None:
+                entries = backend.list_resources(
+                    space_id,
+                    prefix,
+                    seen.append,
+                    start_after=None if page.after is None else prefix + page.after,
+                    limit=page.fetch,
+                )
+            else:
+                entries = []
+                seen.append(backend.get_space(space_id))
             # A read: decided after it, where policies may be looked up without the backend's lock.
             self.decide(
                 call,
@@ -216,28 +249,34 @@ class ResourceOperations(OperationsBase):
                 revocations=self.revocations_for(space_id, invocation),
                 policy=self.policy_lookup(space_id, prefix),
             )
-            if collection_id is None or (entries and entries[0][0] == prefix):
+            page.check()
+            if collection_id is None or (page.after is None and entries and entries[0][0] == prefix):
                 return entries, None
             records = backend.get_records(space_id, COLLECTIONS, [collection_id])
             return entries, records.get(collection_id)
 
         entries, record = await self.storage.run(listing)
-        if entries and entries[0][0] == prefix:
+        if page.after is None and entries and entries[0][0] == prefix:
             return None
-        items = [_listed(space_id, prefix, path, info) for path, info in entries]
+        doc: dict[str, object] = {"url": resource_url(space_id, prefix), "type": ["Collection"]}
         if collection_id is not None and record is not None:
-            doc = describe_collection(space_id, collection_id, load_record(record) or {})
-            return {
+            described = describe_collection(space_id, collection_id, load_record(record) or {})
+            doc = {
                 "id": collection_id,
-                "url": doc["url"],
-                "name": doc.get("name", collection_id),
+                "url": described["url"],
+                "name": described.get("name", collection_id),
                 "type": ["Collection"],
-                "totalItems": len(items),
-                "items": items,
             }
-        return {
-            "url": resource_url(space_id, prefix),
-            "type": ["Collection"],
-            "totalItems": len(items),
-            "items": items,
-        }
+        page_of(entries, page, call, lambda entry: entry[0][len(prefix) :]).envelope(
+            doc, page, lambda entry: _listed(space_id, prefix, *entry)
+        )
+        return doc
+
+
+def _is_path(path: str) -> bool:
+    """Whether ``path`` could be a stored resource's (a cursor naming anything else is not ours)."""
+    try:
+        check_resource_path(path)
+    except WASError:
+        return False
+    return True

@@ -10,6 +10,7 @@ from ..errors import InvalidId, InvalidRequestBody, MissingAuthorization, SpaceE
 from ..ids import check_space_id
 from ..storage.base import Condition, SpaceRecord, check_condition
 from .base import Call, OperationsBase, space_url
+from .pagination import page_of, page_request
 
 MAX_SPACE_BODY = 64 * 1024
 MAX_NAME = 256
@@ -70,6 +71,15 @@ def _names_space(body_id: str, space_id: str) -> bool:
         return True
     prefix, rest = body_id[:9], body_id[9:]
     return prefix.lower() == "urn:uuid:" and rest.lower() == space_id.lower()
+
+
+def _is_space_id(space_id: str) -> bool:
+    """Whether a cursor's id could be a space's."""
+    try:
+        check_space_id(space_id)
+    except InvalidId:
+        return False
+    return True
 
 
 def _bare_id(body_id: str) -> str:
@@ -212,11 +222,17 @@ class SpaceOperations(OperationsBase):
         await self.storage.run(delete)
 
     async def list_spaces(self, call: Call) -> dict[str, object]:
-        """The signer's spaces; an unsigned caller controls none (200, empty)."""
+        """The signer's spaces, a page at a time; an unsigned caller controls none (200, empty)."""
         invocation = await self.invocation(call)
-        space_ids = [] if invocation.signer is None else await self.storage.list_spaces(invocation.signer)
-        return {
-            "url": SPACES_URL,
-            "totalItems": len(space_ids),
-            "items": [{"id": space_id, "url": space_url(space_id)} for space_id in space_ids],
-        }
+        page = page_request(call, valid_after=_is_space_id)
+        page.check()  # after the signature: a bad cursor reveals nothing stored
+        space_ids = (
+            []
+            if invocation.signer is None
+            else await self.storage.list_spaces(invocation.signer, start_after=page.after, limit=page.fetch)
+        )
+        doc: dict[str, object] = {"url": SPACES_URL}
+        page_of(space_ids, page, call, str).envelope(
+            doc, page, lambda space_id: {"id": space_id, "url": space_url(space_id)}
+        )
+        return doc

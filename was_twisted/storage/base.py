@@ -29,11 +29,22 @@ Builder = Callable[["SpaceRecord | None"], "SpaceRecord"]
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 #: Kinds of records kept beside a space's resources (never inside ``resources/``).
-#: ``collections``: created collections by id; ``collection-meta``: their metadata objects by id.
-RECORD_KINDS = ("policies", "revocations", "collections", "collection-meta")
+#: ``collections``: created collections by id; ``collection-meta``: their metadata objects by id;
+#: ``metadata``: one per resource (named by its path) that has server fields or ``custom`` to keep.
+RECORD_KINDS = ("policies", "revocations", "collections", "collection-meta", "metadata")
 
 #: What a record's file or key name ends with (after ``quote(name, safe="")``).
 RECORD_SUFFIX = ".json"
+
+
+def listing_key(path: str) -> str:
+    """The order every listing uses: the stored name's, ``quote(path, safe="")`` (ASCII, compared bytewise).
+
+    It is S3's key order and the filesystem's file names, so a page resumes
+    with S3 ``StartAfter`` and never needs the whole list; for ids of
+    unreserved characters (uuids, ``a-z0-9._~-``) it is plain id order.
+    """
+    return quote(path, safe="")
 
 
 def check_record(kind: str, name: str | None = None) -> None:
@@ -185,6 +196,19 @@ class ByteRange:
         return self.first, last
 
 
+@dataclass(frozen=True)
+class ResourceMeta:
+    """What a resource's metadata is made of, read in one call without its bytes.
+
+    ``modified``: when its bytes were last written (seconds since the epoch),
+    if the store knows.  ``record``: its ``metadata`` record, if one exists.
+    """
+
+    info: ResourceInfo
+    modified: float | None
+    record: bytes | None
+
+
 @dataclass
 class StoredResource:
     """An open resource: its metadata and a readable binary body.
@@ -256,8 +280,14 @@ class Backend(Protocol):
         """
         ...
 
-    def list_spaces(self, controller: str) -> list[str]:
-        """The ids of the spaces whose controller is ``controller``, sorted."""
+    def list_spaces(
+        self, controller: str, *, start_after: str | None = None, limit: int | None = None
+    ) -> list[str]:
+        """The ids of the spaces whose controller is ``controller``, sorted.
+
+        A page: only ids after ``start_after``, at most ``limit`` of them (the
+        caller asks for one more than it shows, to know whether more follow).
+        """
         ...
 
     def read_resource(
@@ -301,10 +331,21 @@ class Backend(Protocol):
         """
         ...
 
-    def list_resources(self, space_id: str, prefix: str, guard: Guard) -> list[tuple[str, ResourceInfo]]:
-        """Resources whose path starts with ``prefix``, sorted by path, after ``guard(space)``.
+    def list_resources(
+        self,
+        space_id: str,
+        prefix: str,
+        guard: Guard,
+        *,
+        start_after: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, ResourceInfo]]:
+        """Resources whose path starts with ``prefix``, in ``listing_key`` order, after ``guard(space)``.
 
-        ``content_type`` is empty where the store cannot list it cheaply (S3).
+        A page: only paths whose key is after ``start_after``'s, at most
+        ``limit`` of them, in memory bounded by ``limit`` (S3: one
+        ListObjectsV2 for up to 1,000).  ``content_type`` is empty where the
+        store cannot list it cheaply (S3).
         """
         ...
 
@@ -358,6 +399,24 @@ class Backend(Protocol):
 
         Meant for some thousands of records at most: they come back whole, in memory.
         """
+        ...
+
+    # A resource's metadata: its info and its ``metadata`` record (named by the resource path).
+    # The record is written and deleted only by an operation that has just authorized the
+    # request in the same call (a content write, a delete, a metadata update), so these take
+    # no guard.  A record whose resource is gone is never served, and a new resource at its
+    # path replaces it.
+
+    def read_resource_meta(self, space_id: str, path: str) -> tuple[SpaceRecord | None, ResourceMeta | None]:
+        """The space and the resource's metadata (each ``None`` when absent), side by side where possible."""
+        ...
+
+    def put_resource_meta(self, space_id: str, path: str, data: bytes) -> None:
+        """Replace a resource's metadata record (whole or not at all); nothing if the space is gone."""
+        ...
+
+    def delete_resource_meta(self, space_id: str, path: str) -> None:
+        """Delete a resource's metadata record, if any."""
         ...
 
     def ping(self) -> None:

@@ -15,6 +15,7 @@ Beside ``resources/``, ours only (the existing server never looks there)::
     {root}/spaces/{space_id}/revocations/{quote(name)}.json    one zCap revocation
     {root}/spaces/{space_id}/collections/{id}.json             one created collection
     {root}/spaces/{space_id}/collection-meta/{id}.json         its metadata object
+    {root}/spaces/{space_id}/metadata/{quote(path)}.json       one resource's metadata
 
 (``base.record_stem``: also escapes a leading ``.`` or ``_``.)
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import heapq
 import json
 import os
 import shutil
@@ -52,6 +54,7 @@ from was_twisted.storage.base import (
     StorageError,
     StoredResource,
     check_condition,
+    listing_key,
 )
 
 from .filesystem_records import FilesystemRecords
@@ -146,25 +149,29 @@ class FilesystemBackend(FilesystemRecords):
         shutil.rmtree(tomb, ignore_errors=True)
         return True
 
-    def list_spaces(self, controller: str) -> list[str]:
-        """Scan ``spaces/*/_meta.json``; dot-directories and unreadable documents are skipped, not fatal."""
+    def list_spaces(
+        self, controller: str, *, start_after: str | None = None, limit: int | None = None
+    ) -> list[str]:
+        """Scan ``spaces/*/_meta.json`` in id order, reading records only until the page is full.
+
+        Dot-directories and unreadable documents are skipped, not fatal.
+        """
         found: list[str] = []
         try:
-            entries = list(os.scandir(self._spaces_dir))
+            names = sorted(e.name for e in os.scandir(self._spaces_dir) if not e.name.startswith("."))
         except FileNotFoundError:
             return found
-        for entry in entries:
-            if entry.name.startswith("."):
+        for name in names:
+            if limit is not None and len(found) >= limit:
+                break
+            if start_after is not None and name <= start_after:
                 continue
             try:
-                if not entry.is_dir():
-                    continue
-                record = self._load_space(entry.name)
+                record = self._load_space(name)
             except (OSError, StorageError, ValueError, KeyError, TypeError):
                 continue
             if record is not None and record.controller == controller:
                 found.append(record.space_id)
-        found.sort()
         return found
 
     # -- resources -------------------------------------------------------
@@ -340,35 +347,53 @@ class FilesystemBackend(FilesystemRecords):
             _fsync_dir(res_dir)
             return True
 
-    def list_resources(self, space_id: str, prefix: str, guard: Guard) -> list[tuple[str, ResourceInfo]]:
-        """Resources under ``prefix``, sorted, post-``guard``; temp files and lone ``.meta`` skipped."""
+    def list_resources(
+        self,
+        space_id: str,
+        prefix: str,
+        guard: Guard,
+        *,
+        start_after: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, ResourceInfo]]:
+        """Resources under ``prefix`` in ``listing_key`` order, post-``guard``; a page of them.
+
+        The directory is flat, so every name is looked at, but only the page's
+        ``limit`` smallest names are kept (a heap) and only they are stat'ed.
+        Temp files and lone ``.meta`` files are skipped.
+        """
         space = self._load_space(space_id)
         guard(space)
         if space is None:
             return []
         res_dir = self._resources_dir(space_id)
+        quoted_prefix = listing_key(prefix)
+        after = None if start_after is None else listing_key(start_after)
+
+        def stems() -> Iterator[str]:
+            with os.scandir(res_dir) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith(".") or not name.endswith(_DATA_SUFFIX):
+                        continue
+                    stem = name[: -len(_DATA_SUFFIX)]
+                    if stem.startswith(quoted_prefix) and (after is None or stem > after):
+                        yield stem
+
         try:
-            entries = list(os.scandir(res_dir))
+            chosen = sorted(stems()) if limit is None else heapq.nsmallest(limit, stems())
         except (FileNotFoundError, NotADirectoryError):
             return []
         found: list[tuple[str, ResourceInfo]] = []
         locks = self._space_locks(space_id)
-        for entry in entries:
-            name = entry.name
-            if name.startswith(".") or not name.endswith(_DATA_SUFFIX):
-                continue
-            stem = name[: -len(_DATA_SUFFIX)]
-            path = unquote(stem)
-            if not path.startswith(prefix):
-                continue
+        for stem in chosen:
             with locks.commit:
                 try:
-                    st = os.stat(entry.path)  # not entry.stat(): scandir may have cached an older file
+                    st = os.stat(os.path.join(res_dir, stem + _DATA_SUFFIX))
                 except FileNotFoundError:
                     continue  # deleted while we listed
                 content_type = _read_content_type(os.path.join(res_dir, stem + _META_SUFFIX))
-            found.append((path, ResourceInfo(content_type, st.st_size, _etag(st), _mtime(st))))
-        found.sort(key=lambda item: item[0])
+            found.append((unquote(stem), ResourceInfo(content_type, st.st_size, _etag(st), _mtime(st))))
         return found
 
     def delete_resources(self, space_id: str, prefix: str, guard: Guard) -> int:

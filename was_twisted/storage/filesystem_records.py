@@ -1,4 +1,7 @@
-"""Records beside a space on disk (``RECORD_KINDS``): ``{root}/spaces/{id}/{kind}/{name}.json``."""
+"""Records beside a space on disk (``RECORD_KINDS``): ``{root}/spaces/{id}/{kind}/{name}.json``.
+
+A resource's metadata record is named by its path (``metadata/%2Fnotes%2Fa.txt.json``).
+"""
 
 from __future__ import annotations
 
@@ -13,14 +16,27 @@ from was_twisted.storage.base import (
     Guard,
     KeyTooLong,
     PreconditionFailed,
+    ResourceInfo,
+    ResourceMeta,
     SpaceMissing,
+    SpaceRecord,
     StorageError,
     check_record,
     record_etag,
     record_stem,
 )
 
-from .filesystem_tree import _NAME_MAX, FilesystemTree, _fits, _fsync_dir
+from .filesystem_tree import (
+    _DATA_SUFFIX,
+    _META_SUFFIX,
+    _NAME_MAX,
+    FilesystemTree,
+    _etag,
+    _fits,
+    _fsync_dir,
+    _read_content_type,
+    _resource_stem,
+)
 
 
 def _record_file(name: str) -> str:
@@ -157,3 +173,62 @@ class FilesystemRecords(FilesystemTree):
                 found.append((name, data))
         found.sort(key=lambda item: item[0])
         return found
+
+    # -- resource metadata -----------------------------------------------
+
+    def read_resource_meta(self, space_id: str, path: str) -> tuple[SpaceRecord | None, ResourceMeta | None]:
+        """The space, the ``.data`` file's size and mtime with the ``.meta`` type, and the record."""
+        space = self._load_space(space_id)
+        if space is None:
+            return None, None
+        stem = _resource_stem(path)
+        if not _fits(stem + _DATA_SUFFIX):
+            return space, None
+        base = os.path.join(self._resources_dir(space_id), stem)
+        locks = self._space_locks(space_id)
+        with locks.commit:
+            try:
+                st = os.stat(base + _DATA_SUFFIX)
+            except (FileNotFoundError, NotADirectoryError):
+                return space, None
+            content_type = _read_content_type(base + _META_SUFFIX)
+        file_name = _record_file(path)
+        record = None
+        if _fits(file_name):
+            record = _read_record(os.path.join(self._records_dir(space_id, "metadata"), file_name))
+        info = ResourceInfo(content_type, st.st_size, _etag(st))
+        return space, ResourceMeta(info, st.st_mtime_ns / 1e9, record)
+
+    def put_resource_meta(self, space_id: str, path: str, data: bytes) -> None:
+        """Replace the record file atomically; nothing if the space is gone (or the name cannot fit)."""
+        rec_dir = self._records_dir(space_id, "metadata")
+        file_name = _record_file(path)
+        if not _fits(file_name):
+            return  # a path this long still serves its content type and size; it keeps no record
+        locks = self._space_locks(space_id)
+        with locks.write:
+            try:
+                os.mkdir(rec_dir)  # not makedirs: a space deleted meanwhile must not come back
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                return
+            try:
+                self._replace_atomically(os.path.join(rec_dir, file_name), bytes(data))
+            except FileNotFoundError:
+                return
+            _fsync_dir(rec_dir)
+
+    def delete_resource_meta(self, space_id: str, path: str) -> None:
+        """Unlink the record file, if any."""
+        file_name = _record_file(path)
+        if not _fits(file_name):
+            return
+        rec_dir = self._records_dir(space_id, "metadata")
+        locks = self._space_locks(space_id)
+        with locks.write:
+            try:
+                os.unlink(os.path.join(rec_dir, file_name))
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            _fsync_dir(rec_dir)

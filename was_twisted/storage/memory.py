@@ -7,7 +7,7 @@ import io
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
 from was_twisted.storage.base import (
@@ -19,11 +19,13 @@ from was_twisted.storage.base import (
     Guard,
     PreconditionFailed,
     ResourceInfo,
+    ResourceMeta,
     SpaceMissing,
     SpaceRecord,
     StoredResource,
     check_condition,
     check_record,
+    listing_key,
     record_etag,
 )
 
@@ -39,7 +41,7 @@ class _Resource:
     data: bytes
     content_type: str
     etag: str
-    modified: float
+    modified: float = field(default_factory=time.time)
 
     def info(self) -> ResourceInfo:
         return ResourceInfo(self.content_type, len(self.data), self.etag, self.modified)
@@ -95,10 +97,15 @@ class MemoryBackend:
             self._records.pop(space_id, None)
             return True
 
-    def list_spaces(self, controller: str) -> list[str]:
-        """The ids of the spaces whose controller is ``controller``, sorted."""
+    def list_spaces(
+        self, controller: str, *, start_after: str | None = None, limit: int | None = None
+    ) -> list[str]:
+        """The ids of the spaces whose controller is ``controller``, sorted; a page of them."""
         with self._lock:
-            return sorted(r.space_id for r in self._spaces.values() if r.controller == controller)
+            ids = sorted(r.space_id for r in self._spaces.values() if r.controller == controller)
+        if start_after is not None:
+            ids = [sid for sid in ids if sid > start_after]
+        return ids if limit is None else ids[:limit]
 
     def read_resource(
         self, space_id: str, path: str, with_body: bool = True, byte_range: ByteRange | None = None
@@ -157,13 +164,30 @@ class MemoryBackend:
             check_condition(condition, self._etag_of(stored.get(path)))
             return stored.pop(path, None) is not None
 
-    def list_resources(self, space_id: str, prefix: str, guard: Guard) -> list[tuple[str, ResourceInfo]]:
-        """Resources under ``prefix``, sorted, after ``guard(space)``; empty if the space is absent."""
+    def list_resources(
+        self,
+        space_id: str,
+        prefix: str,
+        guard: Guard,
+        *,
+        start_after: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, ResourceInfo]]:
+        """Resources under ``prefix`` in ``listing_key`` order, after ``guard(space)``; a page of them."""
+        after = None if start_after is None else listing_key(start_after)
         with self._lock:
             guard(self._spaces.get(space_id))
-            items = [(p, r) for p, r in self._resources.get(space_id, {}).items() if p.startswith(prefix)]
+            items = [
+                (listing_key(p), p, r)
+                for p, r in self._resources.get(space_id, {}).items()
+                if p.startswith(prefix)
+            ]
+        if after is not None:
+            items = [item for item in items if item[0] > after]
         items.sort(key=lambda item: item[0])
-        return [(p, r.info()) for p, r in items]
+        if limit is not None:
+            items = items[:limit]
+        return [(p, r.info()) for _, p, r in items]
 
     def delete_resources(self, space_id: str, prefix: str, guard: Guard) -> int:
         """Delete every resource under ``prefix`` after ``guard(space)``, under the one lock."""
@@ -239,6 +263,30 @@ class MemoryBackend:
             items = list(self._records.get(space_id, {}).get(kind, {}).items())
         items.sort(key=lambda item: item[0])
         return items
+
+    # -- resource metadata ---------------------------------------------------------
+
+    def read_resource_meta(self, space_id: str, path: str) -> tuple[SpaceRecord | None, ResourceMeta | None]:
+        """The space, and the resource's info, write time and metadata record (``None`` when absent)."""
+        with self._lock:
+            space = self._spaces.get(space_id)
+            res = self._resources.get(space_id, {}).get(path) if space is not None else None
+            record = self._records.get(space_id, {}).get("metadata", {}).get(path)
+        if res is None:
+            return space, None
+        info = ResourceInfo(content_type=res.content_type, size=len(res.data), etag=res.etag)
+        return space, ResourceMeta(info, res.modified, record)
+
+    def put_resource_meta(self, space_id: str, path: str, data: bytes) -> None:
+        """Replace the resource's metadata record; nothing if the space is gone."""
+        with self._lock:
+            if space_id in self._spaces:
+                self._records.setdefault(space_id, {}).setdefault("metadata", {})[path] = bytes(data)
+
+    def delete_resource_meta(self, space_id: str, path: str) -> None:
+        """Delete the resource's metadata record, if any."""
+        with self._lock:
+            self._records.get(space_id, {}).get("metadata", {}).pop(path, None)
 
     def ping(self) -> None:
         """Memory is always there."""

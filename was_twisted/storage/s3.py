@@ -13,6 +13,7 @@ and beside it, ours only::
     {prefix}spaces/{space_id}/revocations/{quote(name, safe="")}.json  one zCap revocation
     {prefix}spaces/{space_id}/collections/{id}.json                    one created collection
     {prefix}spaces/{space_id}/collection-meta/{id}.json                its metadata object
+    {prefix}spaces/{space_id}/metadata/{quote(path, safe="")}.json     one resource's metadata
     {prefix}controllers/{quote(controller, safe="")}/{space_id}  empty: "controller has space"
     {prefix}controllers/.indexed                               the index is complete
 
@@ -167,11 +168,12 @@ class S3Backend(S3Conditional):
         if current is None:
             return False
         meta_key = self._meta_key(space_id)
-        # Resources may be millions: delete them page by page, never all in memory.
-        for page in self._list(self._resources_prefix(space_id)):
-            keys = [o["Key"] for o in page.get("Contents", [])]
-            if keys:
-                self._delete_keys(keys)
+        # Resources (and their metadata records) may be millions: page by page, never all in memory.
+        for prefix in (self._resources_prefix(space_id), self._records_prefix(space_id, "metadata")):
+            for page in self._list(prefix):
+                keys = [o["Key"] for o in page.get("Contents", [])]
+                if keys:
+                    self._delete_keys(keys)
         # What is left is small: records, keys we do not know, and writes that raced the pass above.
         self._delete_in_order(space_id, (k for k in self._space_keys(space_id) if k != meta_key))
         self._delete_keys([meta_key, self._index_key(current.controller, space_id)])
@@ -192,15 +194,34 @@ class S3Backend(S3Conditional):
         for rank in sorted(groups):
             self._delete_keys(groups[rank])
 
-    def list_spaces(self, controller: str) -> list[str]:
-        """One LIST per 1,000 spaces from the index; a scan of every space until it is complete."""
+    def list_spaces(
+        self, controller: str, *, start_after: str | None = None, limit: int | None = None
+    ) -> list[str]:
+        """One LIST per page from the index (``StartAfter``); a scan of every space until it is complete."""
         if not self.indexed:
-            return sorted(sid for sid, record in self._scan_spaces() if record.controller == controller)
+            ids = sorted(sid for sid, record in self._scan_spaces() if record.controller == controller)
+            if start_after is not None:
+                ids = [sid for sid in ids if sid > start_after]
+            return ids if limit is None else ids[:limit]
         prefix = self._index_prefix(controller)
+        after = None if start_after is None else prefix + start_after
+        return [key[len(prefix) :] for key in self._keys(prefix, after, limit)]
+
+    def _keys(self, prefix: str, start_after: str | None, limit: int | None) -> list[str]:
+        """Up to ``limit`` keys under ``prefix`` after ``start_after``: one LIST when ``limit`` <= 1,000.
+
+        S3 may send a short page and say more follow; then the next is asked
+        for, so a short answer always means the end.
+        """
         found: list[str] = []
-        for page in self._list(prefix):
-            found.extend(o["Key"][len(prefix) :] for o in page.get("Contents", []))
-        return sorted(found)
+        max_keys = None if limit is None else min(limit, 1000)
+        if limit == 0:
+            return found
+        for page in self._list(prefix, start_after=start_after, max_keys=max_keys):
+            found.extend(str(o["Key"]) for o in page.get("Contents", []))
+            if limit is not None and len(found) >= limit:
+                return found[:limit]
+        return found
 
     def _scan_space_ids(self) -> Iterator[str]:
         root = f"{self.prefix}spaces/"
@@ -338,22 +359,43 @@ class S3Backend(S3Conditional):
             return self._delete_guarded(space_id, guard, lambda: self._resource_key(space_id, path))
         return self._delete_conditional(space_id, path, guard, condition)
 
-    def list_resources(self, space_id: str, prefix: str, guard: Guard) -> list[tuple[str, ResourceInfo]]:
-        """Paths under ``prefix`` from LIST alone; the content type is left empty (LIST does not carry it)."""
-        current, _ = self._load_space(space_id)
+    def list_resources(
+        self,
+        space_id: str,
+        prefix: str,
+        guard: Guard,
+        *,
+        start_after: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, ResourceInfo]]:
+        """The space record and one ListObjectsV2 (``StartAfter``, ``MaxKeys``) side by side.
+
+        The content type is left empty (LIST does not carry it).  Keys are
+        ``quote(path, safe="")``, so S3's key order is ``listing_key`` order.
+        """
+        record_future = self._side.submit(self._load_space, space_id)
+        root = self._resources_prefix(space_id)
+        after = None if start_after is None else root + quote(start_after, safe="")
+        try:
+            found: list[tuple[str, ResourceInfo]] = []
+            for page in self._list(
+                root + quote(prefix, safe=""),
+                start_after=after,
+                max_keys=None if limit is None else min(max(limit, 1), 1000),
+            ):
+                for obj in page.get("Contents", []):
+                    path = unquote(obj["Key"][len(root) :])
+                    found.append(
+                        (path, ResourceInfo(content_type="", size=int(obj["Size"]), etag=obj.get("ETag")))
+                    )
+                if limit is not None and len(found) >= limit:
+                    break
+        finally:
+            current, _ = record_future.result()
         guard(current)
         if current is None:
             return []
-        root = self._resources_prefix(space_id)
-        found: list[tuple[str, ResourceInfo]] = []
-        for page in self._list(root + quote(prefix, safe="")):
-            for obj in page.get("Contents", []):
-                path = unquote(obj["Key"][len(root) :])
-                found.append(
-                    (path, ResourceInfo(content_type="", size=int(obj["Size"]), etag=obj.get("ETag")))
-                )
-        found.sort(key=lambda item: item[0])
-        return found
+        return found if limit is None else found[:limit]
 
     def delete_resources(self, space_id: str, prefix: str, guard: Guard) -> int:
         """GET the record, then LIST the prefix page by page, one DeleteObjects per page (<= 1,000 keys)."""

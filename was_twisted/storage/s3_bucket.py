@@ -268,11 +268,22 @@ class S3Bucket:
                 return None
             raise StorageError(f"HeadObject {key}: {exc}") from exc
 
-    def _list(self, prefix: str, delimiter: str | None = None) -> Iterator[dict[str, Any]]:
-        """Pages of ListObjectsV2 (up to 1,000 keys each)."""
+    def _list(
+        self,
+        prefix: str,
+        delimiter: str | None = None,
+        *,
+        start_after: str | None = None,
+        max_keys: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Pages of ListObjectsV2 (up to 1,000 keys each, or ``max_keys``), from after ``start_after``."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         if delimiter:
             kwargs["Delimiter"] = delimiter
+        if start_after:
+            kwargs["StartAfter"] = start_after
+        if max_keys is not None:
+            kwargs["MaxKeys"] = max_keys
         while True:
             try:
                 page = cast(dict[str, Any], self._s3(self.client.list_objects_v2, **kwargs))

@@ -1,17 +1,27 @@
-"""Records beside a space on S3 (``RECORD_KINDS``): ``{prefix}spaces/{id}/{kind}/{name}.json``."""
+"""Records beside a space on S3 (``RECORD_KINDS``): ``{prefix}spaces/{id}/{kind}/{name}.json``.
+
+A resource's metadata record is named by its path (``metadata/%2Fnotes%2Fa.txt.json``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from urllib.parse import unquote
 
+from botocore.exceptions import ClientError
+
 from .base import (
+    DEFAULT_CONTENT_TYPE,
     RECORD_SUFFIX,
     Condition,
     Guard,
     KeyTooLong,
     PreconditionFailed,
+    ResourceInfo,
+    ResourceMeta,
     SpaceMissing,
+    SpaceRecord,
+    StorageError,
     check_record,
     record_etag,
     record_stem,
@@ -145,3 +155,49 @@ class S3Records(S3Bucket):
         found = [(name, data) for (name, _), data in zip(keys, datas, strict=True) if data is not None]
         found.sort(key=lambda item: item[0])
         return found
+
+    # -- resource metadata -----------------------------------------------------
+
+    def read_resource_meta(self, space_id: str, path: str) -> tuple[SpaceRecord | None, ResourceMeta | None]:
+        """GET the space record, HEAD the object and GET its metadata record, side by side: one round trip."""
+        try:
+            key = self._resource_key(space_id, path)
+            record_key = self._record_key(space_id, "metadata", path)
+        except KeyTooLong:
+            return self._load_space(space_id)[0], None
+        space_future = self._side.submit(self._load_space, space_id)
+        record_future = self._side.submit(self._get_bytes, record_key)
+        try:
+            head = self._head(key)
+        finally:
+            space_future.exception(), record_future.exception()  # wait: none outlives this call
+        space = space_future.result()[0]
+        record = record_future.result()
+        if space is None or head is None:
+            return space, None
+        info = ResourceInfo(
+            content_type=str(head.get("ContentType") or DEFAULT_CONTENT_TYPE),
+            size=int(head.get("ContentLength", 0)),
+            etag=head.get("ETag"),
+        )
+        modified = head.get("LastModified")
+        return space, ResourceMeta(info, modified.timestamp() if modified else None, record)
+
+    def put_resource_meta(self, space_id: str, path: str, data: bytes) -> None:
+        """One PutObject (no space lookup: the caller's operation has just made it)."""
+        try:
+            key = self._record_key(space_id, "metadata", path)
+        except KeyTooLong:
+            return  # such a path still serves its content type and size; it keeps no record
+        self._put(key, data, "application/json")
+
+    def delete_resource_meta(self, space_id: str, path: str) -> None:
+        """One DeleteObject."""
+        try:
+            key = self._record_key(space_id, "metadata", path)
+        except KeyTooLong:
+            return
+        try:
+            self._s3(self.client.delete_object, Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            raise StorageError(f"DeleteObject {key}: {exc}") from exc

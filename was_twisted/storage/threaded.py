@@ -14,6 +14,7 @@ import functools
 import io
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
+from functools import partial
 from typing import Any, BinaryIO, Protocol, TypeVar
 
 from twisted.application.service import Service
@@ -279,8 +280,12 @@ class AsyncStorage:
     async def delete_space(self, space_id: str, guard: Guard) -> bool:
         return await self._call("delete_space", self.backend.delete_space, space_id, guard)
 
-    async def list_spaces(self, controller: str) -> list[str]:
-        return await self._call("list_spaces", self.backend.list_spaces, controller)
+    async def list_spaces(
+        self, controller: str, *, start_after: str | None = None, limit: int | None = None
+    ) -> list[str]:
+        return await self._call(
+            "list_spaces", partial(self.backend.list_spaces, start_after=start_after, limit=limit), controller
+        )
 
     async def run(self, f: Callable[..., T], *args: Any) -> T:
         """Run a composite of backend calls (lookups, then an action) as one call: one pool hop.
@@ -334,9 +339,21 @@ class AsyncStorage:
         return await self._call("delete_resource", delete, space_id, path, guard)
 
     async def list_resources(
-        self, space_id: str, prefix: str, guard: Guard
+        self,
+        space_id: str,
+        prefix: str,
+        guard: Guard,
+        *,
+        start_after: str | None = None,
+        limit: int | None = None,
     ) -> list[tuple[str, ResourceInfo]]:
-        return await self._call("list_resources", self.backend.list_resources, space_id, prefix, guard)
+        return await self._call(
+            "list_resources",
+            partial(self.backend.list_resources, start_after=start_after, limit=limit),
+            space_id,
+            prefix,
+            guard,
+        )
 
     async def delete_resources(self, space_id: str, prefix: str, guard: Guard) -> int:
         return await self._call("delete_resources", self.backend.delete_resources, space_id, prefix, guard)

@@ -368,6 +368,8 @@ class WASApp:
             self._only(request, ("GET", "HEAD"))
             doc = await self.operations.read_linkset(call, space_id, kind.name)
             return _json(request, doc, content_type=LINKSET_JSON)
+        if kind.kind == "resource-meta":
+            return await self._resource_meta(request, call, space_id, kind.name)
         if kind.kind == "revocations":
             self._only(request, ("GET", "HEAD"))
             return _json(request, await self.operations.list_revocations(call, space_id))
@@ -459,6 +461,14 @@ class WASApp:
         assert isinstance(request, Request)
         return await send_body(request, body, length)
 
+    async def _resource_meta(self, request: IRequest, call: Call, space_id: str, path: str) -> bytes:
+        """``/space/{s}/{c}/{r}/meta``: GET/HEAD as a read of the resource, PUT as a write; no DELETE."""
+        method = self._only(request, ("GET", "HEAD", "PUT"))
+        if method == "PUT":
+            await self.operations.update_resource_meta(call, space_id, path, _read_json_body(request))
+            return _empty(request)
+        return _json(request, await self.operations.read_resource_meta(call, space_id, path))
+
     async def _policy(self, request: IRequest, call: Call, space_id: str, anchor: str) -> bytes:
         method = self._only(request, ("GET", "HEAD", "PUT", "DELETE"))
         ops = self.operations
@@ -515,7 +525,7 @@ class WASApp:
                 return _json(request, await ops.read_collection_backend(call, space_id, kind.name))
             return self._reserved(request, kind)
         if kind.kind == "resource-meta":
-            raise UnsupportedOperation("Resource metadata (.../{resource}/meta) is not served yet.")
+            return None  # served by _resource_meta
         if kind.kind == "unsupported" and spec:
             if method in ("PUT", "DELETE"):
                 return self._reserved(request, kind)

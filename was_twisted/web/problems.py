@@ -13,6 +13,7 @@ from ..errors import (
     InvalidCursor,
     InvalidDigest,
     InvalidId,
+    InvalidParameter,
     InvalidRequestBody,
     MethodNotAllowed,
     MissingAuthorization,
@@ -57,6 +58,8 @@ PROBLEMS: dict[type[WASError], Problem] = {
     IdConflict: Problem(409, "id-conflict", "An item with this id already exists."),
     PreconditionFailed: Problem(412, "precondition-failed", "The resource was modified by another write."),
     InvalidCursor: Problem(400, "invalid-cursor", "Invalid cursor."),
+    # Not in the spec's registry (it has no type for a bad query parameter): our documented extension.
+    InvalidParameter: Problem(400, "invalid-parameter", "Invalid query parameter."),
     # Not in the spec's registry (it defines no Range errors): our documented extension.
     RangeNotSatisfiable: Problem(416, "range-not-satisfiable", "Range not satisfiable."),
     MissingContentType: Problem(400, "missing-content-type", "Content-Type is required."),
