@@ -105,6 +105,8 @@ class DrainService(Service):
 
     #: Seconds between looks at connections whose last answer is being sent.
     POLL = 0.02
+    #: Seconds aborted requests get to notice their connection is gone.
+    ABORT_WAIT = 5.0
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
@@ -121,6 +123,10 @@ class DrainService(Service):
                 count=waiting,
                 grace=self.grace,
             )
+        for request in in_flight.requests:
+            if not request.startedWriting:
+                # Requests already under way (streamed ones start on their headers): no keep-alive.
+                request.setHeader(b"connection", b"close")
         idle = in_flight.idle()
         timer = self.clock.callLater(self.grace, self._expire, idle)
         idle.addBoth(self._stop_timer, timer)
@@ -137,7 +143,16 @@ class DrainService(Service):
     def _expire(self, idle: defer.Deferred[None]) -> None:
         aborted = self.in_flight.abort()
         self.log.warn("was: shutdown grace is over; aborted {count} request(s) in flight", count=aborted)
+        # An aborted connection is lost on the reactor's next turn, which fails the body its upload is
+        # still reading; only then may the pools be joined (a thread blocked on that body would hang
+        # the join).  ``idle`` fires then; this is a bound in case a request never says it is gone.
+        bound = self.clock.callLater(self.ABORT_WAIT, self._give_up, idle)
+        idle.addBoth(self._stop_timer, bound)
+
+    def _give_up(self, idle: defer.Deferred[None]) -> None:
         if not idle.called:
+            left = len(self.in_flight.requests)
+            self.log.warn("was: {count} aborted request(s) still not gone", count=left)
             idle.callback(None)
 
 

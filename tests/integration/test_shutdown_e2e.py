@@ -17,11 +17,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 from wallet_attached_storage_client import Ed25519Signer, create_authorization_header
 
+from .conftest import backend_env
 from .processes import WasProcess
 
 BODY = bytes(range(256)) * 4096  # 1 MiB
+#: Three S3 parts; all but the last MiB is sent before SIGTERM, so a multipart upload is under way.
+BIG = bytes(range(256)) * 4096 * 24
+HELD = 1 << 20
 
 
 def _provision(url: str, signer: Ed25519Signer, space_id: str) -> None:
@@ -35,16 +40,18 @@ def _provision(url: str, signer: Ed25519Signer, space_id: str) -> None:
     assert r.status_code == 201, r.text
 
 
-def _start_slow_put(url: str, signer: Ed25519Signer, path: str) -> socket.socket:
-    """A signed PUT of ``BODY`` whose headers and first half are sent; the rest is up to the caller."""
+def _start_slow_put(
+    url: str, signer: Ed25519Signer, path: str, body: bytes = BODY, held: int | None = None
+) -> socket.socket:
+    """A signed PUT of ``body``, all sent but its last ``held`` bytes (default: half of it)."""
     parts = urlsplit(url)
     sock = socket.create_connection((parts.hostname, parts.port), timeout=20)
     auth = create_authorization_header(signer=signer, method="PUT", url=path)
     head = (
         f"PUT {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: {auth}\r\n"
-        f"Content-Type: application/octet-stream\r\nContent-Length: {len(BODY)}\r\n\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
-    sock.sendall(head + BODY[: len(BODY) // 2])
+    sock.sendall(head + body[: len(body) - (len(body) // 2 if held is None else held)])
     return sock
 
 
@@ -157,3 +164,44 @@ def test_sigterm_when_idle_exits_zero_at_once(tmp_path: Path) -> None:
         assert time.monotonic() - started < 5
     finally:
         was.stop()
+
+
+@pytest.mark.parametrize("grace", [20, 1])
+def test_sigterm_during_a_multipart_upload_to_s3(
+    request: pytest.FixtureRequest, tmp_path: Path, grace: int
+) -> None:
+    """Within the grace a 24 MiB upload streaming to moto completes; past it, no part is left behind."""
+    env = {**backend_env(request, "s3-moto", tmp_path), "WAS_SHUTDOWN_GRACE": str(grace)}
+    s3 = request.getfixturevalue("moto_server")
+    bucket = env["WAS_STORAGE_BUCKET"]
+    signer = Ed25519Signer()
+    space_id = f"shutdown-s3-{grace}"
+    path = f"/space/{space_id}/big.bin"
+    was = WasProcess(env, tmp_path / "twistd.log").start()
+    try:
+        _provision(was.url, signer, space_id)
+        sock = _start_slow_put(was.url, signer, path, BIG, HELD)
+        deadline = time.monotonic() + 20
+        while not s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads"):
+            assert time.monotonic() < deadline, "no multipart upload started"
+            time.sleep(0.1)
+        assert was.proc is not None
+        was.proc.send_signal(signal.SIGTERM)
+        if grace > 1:
+            time.sleep(0.5)
+            sock.sendall(BIG[len(BIG) - HELD :])
+        response = _read_response(sock)
+        sock.close()
+        assert _wait_exit(was, 30) == 0
+    finally:
+        was.stop()
+    assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    key = f"e2e/spaces/{space_id}/resources/%2Fbig.bin"
+    stored = s3.client().list_objects_v2(Bucket=bucket, Prefix=key).get("KeyCount", 0)
+    if grace > 1:
+        assert response.startswith(b"HTTP/1.1 204"), response[:200]
+        assert stored == 1
+        assert s3.client().get_object(Bucket=bucket, Key=key)["Body"].read() == BIG
+    else:
+        assert response == b"", response[:200]
+        assert stored == 0

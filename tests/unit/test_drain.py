@@ -33,9 +33,14 @@ class FakeChannel:
 
 
 class FakeRequest:
-    def __init__(self) -> None:
+    def __init__(self, started_writing: bool = False) -> None:
         self.channel = FakeChannel()
         self.finished: defer.Deferred[None] = defer.Deferred()
+        self.startedWriting = started_writing
+        self.headers: dict[bytes, bytes] = {}
+
+    def setHeader(self, name: bytes, value: bytes) -> None:
+        self.headers[name] = value
 
     def notifyFinish(self) -> defer.Deferred[None]:
         return self.finished
@@ -83,10 +88,28 @@ def test_aborts_what_is_left_when_the_grace_is_over() -> None:
     assert not stopped.called and not slow.channel.transport.aborted
     clock.advance(0.2)
     assert slow.channel.transport.aborted
-    # The aborted connection loses its request (Twisted errbacks notifyFinish).
-    slow.finished.errback(ConnectionError("aborted"))
+    # The pools wait until the aborted connection is lost (its upload's body then fails).
+    clock.advance(1)
+    assert not stopped.called
+    slow.finished.errback(ConnectionError("aborted"))  # Twisted errbacks notifyFinish
     clock.advance(DrainService.POLL)
     assert stopped.called
+
+
+def test_an_aborted_request_that_never_goes_is_given_up_on() -> None:
+    stuck = FakeRequest()
+    clock, _, stopped = _drain(1, stuck)
+    clock.advance(1)
+    assert stuck.channel.transport.aborted and not stopped.called
+    clock.advance(DrainService.ABORT_WAIT)
+    assert stopped.called
+
+
+def test_requests_under_way_are_told_to_close_their_connection() -> None:
+    waiting, answering = FakeRequest(), FakeRequest(started_writing=True)
+    _drain(5, waiting, answering)
+    assert waiting.headers == {b"connection": b"close"}
+    assert answering.headers == {}
 
 
 def test_a_connection_that_never_closes_does_not_outlive_the_grace() -> None:
