@@ -263,17 +263,23 @@ class FilesystemBackend(FilesystemRecords):
             except FileNotFoundError as e:
                 raise SpaceMissing(f"space {space_id!r} was deleted") from e
             base = os.path.join(res_dir, stem)
-            if condition is not None:
+            if condition is not None:  # answered before a byte of the body is read; checked again below
                 check_condition(condition, _data_etag(base + _DATA_SUFFIX))
-            content_type = content_type or DEFAULT_CONTENT_TYPE
-            try:
-                with self._temp_file(res_dir) as (f, tmp):
-                    shutil.copyfileobj(body, f, _CHUNK)
-                    f.flush()
-                    stamp = self._stamp()
-                    os.utime(f.fileno() if os.utime in os.supports_fd else tmp, ns=(stamp, stamp))
-                    os.fsync(f.fileno())
-                    st = os.fstat(f.fileno())
+        content_type = content_type or DEFAULT_CONTENT_TYPE
+        try:
+            # The body is copied with no lock held: it may still be arriving from a slow client,
+            # and other writes to the space must not wait for it.  The commit below re-checks that
+            # the space is still there (a delete renames it away: the rename then fails).
+            with self._temp_file(res_dir) as (f, tmp):
+                shutil.copyfileobj(body, f, _CHUNK)
+                f.flush()
+                stamp = self._stamp()
+                os.utime(f.fileno() if os.utime in os.supports_fd else tmp, ns=(stamp, stamp))
+                os.fsync(f.fileno())
+                st = os.fstat(f.fileno())
+                with locks.write:
+                    if self._load_space(space_id) is None:
+                        raise SpaceMissing(f"space {space_id!r} was deleted")
                     if _stored_content_type(base + _META_SUFFIX) == content_type:
                         with self._committing(space_id, base, condition), locks.commit:
                             os.replace(tmp, base + _DATA_SUFFIX)
@@ -286,14 +292,14 @@ class FilesystemBackend(FilesystemRecords):
                             with self._committing(space_id, base, condition), locks.commit:
                                 os.replace(mtmp, base + _META_SUFFIX)
                                 os.replace(tmp, base + _DATA_SUFFIX)
-            except FileNotFoundError as e:
-                raise SpaceMissing(f"space {space_id!r} was deleted") from e
-            except OSError as e:
-                if e.errno == errno.ENAMETOOLONG:
-                    raise KeyTooLong(str(e)) from e
-                raise
-            _fsync_dir(res_dir)
-            return ResourceInfo(content_type, st.st_size, _etag(st), _mtime(st))
+        except FileNotFoundError as e:
+            raise SpaceMissing(f"space {space_id!r} was deleted") from e
+        except OSError as e:
+            if e.errno == errno.ENAMETOOLONG:
+                raise KeyTooLong(str(e)) from e
+            raise
+        _fsync_dir(res_dir)
+        return ResourceInfo(content_type, st.st_size, _etag(st), _mtime(st))
 
     @contextlib.contextmanager
     def _committing(self, space_id: str, base: str, condition: Condition | None) -> Iterator[None]:
