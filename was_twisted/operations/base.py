@@ -233,6 +233,24 @@ class OperationsBase:
             public_by_default=public_by_default,
         )
 
+    def read_guard(
+        self, call: Call, invocation: Invocation, space_id: str, path: str
+    ) -> Callable[[SpaceRecord | None], None]:
+        """(In a storage call.) A read's decision: a capability, else the most specific policy."""
+
+        def guard(space: SpaceRecord | None) -> None:
+            self.decide(
+                call,
+                invocation,
+                space_id,
+                space,
+                revocations=self.revocations_for(space_id, invocation),
+                policy=self.policy_lookup(space_id, path),
+                public_by_default=self.legacy,
+            )
+
+        return guard
+
     def decide_create(self, call: Call, invocation: Invocation, scope: str, controller: str) -> None:
         """``authorize`` for creating a space: the body's controller is the root of trust."""
         authorize(

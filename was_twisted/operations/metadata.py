@@ -168,15 +168,7 @@ class MetadataOperations(OperationsBase):
 
         def read() -> ResourceMeta:
             space, meta = backend.read_resource_meta(space_id, path)
-            self.decide(
-                call,
-                invocation,
-                space_id,
-                space,
-                revocations=self.revocations_for(space_id, invocation),
-                policy=self.policy_lookup(space_id, path),
-                public_by_default=self.legacy,
-            )
+            self.read_guard(call, invocation, space_id, path)(space)
             if meta is None:
                 raise NotFound(_NOT_FOUND)
             return meta

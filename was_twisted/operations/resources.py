@@ -58,17 +58,7 @@ class ResourceOperations(OperationsBase):
         check_resource_path(path)
         invocation = await self.invocation(call, lenient=self.legacy)
 
-        def guard(space: SpaceRecord | None) -> None:
-            self.decide(
-                call,
-                invocation,
-                space_id,
-                space,
-                revocations=self.revocations_for(space_id, invocation),
-                policy=self.policy_lookup(space_id, path),
-                public_by_default=self.legacy,
-            )
-
+        guard = self.read_guard(call, invocation, space_id, path)
         _, info, body = await self.storage.read_resource(space_id, path, with_body, guard)
         if info is None or body is None:
             raise NotFound("Resource not found or insufficient authorization.")
@@ -93,17 +83,7 @@ class ResourceOperations(OperationsBase):
         check_resource_path(path)
         invocation = await self.invocation(call, lenient=self.legacy)
 
-        def guard(space: SpaceRecord | None) -> None:
-            self.decide(
-                call,
-                invocation,
-                space_id,
-                space,
-                revocations=self.revocations_for(space_id, invocation),
-                policy=self.policy_lookup(space_id, path),
-                public_by_default=self.legacy,
-            )
-
+        guard = self.read_guard(call, invocation, space_id, path)
         _, stored, body = await self.storage.read_resource_range(space_id, path, byte_range, guard)
         if stored is None or body is None:
             raise NotFound("Resource not found or insufficient authorization.")
