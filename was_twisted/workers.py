@@ -98,7 +98,7 @@ def worker_metrics_endpoint(description: str, index: int) -> str:
     raise ConfigError(f"--metrics {description} does not name a port number.")
 
 
-class _Unused(Factory):
+class SharedListener(Factory):
     """The parent's listeners never accept (children do); this only names them in the log."""
 
     noisy = False
@@ -110,7 +110,7 @@ class _Unused(Factory):
 def bind(reactor: Any, description: str) -> IListeningPort:
     """Listen on ``description`` now, without accepting: the children will."""
     results: list[Any] = []
-    endpoints.serverFromString(reactor, description).listen(_Unused()).addBoth(results.append)
+    endpoints.serverFromString(reactor, description).listen(SharedListener()).addBoth(results.append)
     if not results:  # tcp and systemd listen synchronously; anything else is not shareable
         raise ConfigError(f"--listen {description} did not bind at once, so it cannot be shared.")
     if isinstance(results[0], Failure):
@@ -149,6 +149,8 @@ class _WorkerProtocol(ProcessProtocol):
 
 class _NotifyListener(DatagramProtocol):
     """A child's ``NOTIFY_SOCKET``: its ``READY=1`` comes here, not to systemd."""
+
+    noisy = False
 
     def __init__(self, supervisor: Supervisor, worker: Worker) -> None:
         self.supervisor = supervisor

@@ -148,7 +148,9 @@ def test_workers_are_refused_without_s3(tmp_path: Path, backend: str) -> None:
     assert "Traceback" not in output
 
 
-def test_notify_and_socket_activation_through_the_parent(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_notify_and_socket_activation_through_the_parent(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     """systemd's socket goes to the parent, then to the children; systemd hears the parent only."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
