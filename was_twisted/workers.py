@@ -46,7 +46,7 @@ log = Logger("was_twisted.workers")
 #: Endpoint types whose listening socket a parent can bind and children can inherit.
 SHAREABLE = ("tcp", "tcp6", "systemd")
 #: Seconds past ``WAS_SHUTDOWN_GRACE`` a child may take to exit before it is killed.
-MARGIN = 5.0
+MARGIN = 3.0
 #: A child that ran this many seconds was not crash-looping: the next restart is immediate.
 STABLE = 10.0
 #: The first and the longest wait before restarting a child that keeps dying young.
