@@ -320,8 +320,11 @@ def child_argv(
     """The command line of worker ``index``: the same twistd logging, the inherited sockets."""
     head = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon", "--pidfile="]
     if twistd_options is not None:
-        if twistd_options.get("logger"):
-            head.append(f"--logger={twistd_options['logger']}")
+        logger = twistd_options.get("logger")
+        if callable(logger):  # twistd replaced the --logger name by the function it names
+            logger = f"{logger.__module__}.{logger.__qualname__}"
+        if logger:
+            head.append(f"--logger={logger}")
         logfile = twistd_options.get("logfile")
         if logfile and logfile != "-":
             head.append(f"--logfile={logfile}")

@@ -199,3 +199,47 @@ def test_notify_and_socket_activation_through_the_parent(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_json_logs_per_worker_metrics_and_orphans_stop(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Workers log as the parent does, each serves its own /metrics, and they stop if the parent dies."""
+    env = {**_base_env(), **backend_env(request, "s3-moto", tmp_path), "PYTHONPATH": str(REPO)}
+    command = [TWISTD, "-n", "--pidfile=", "--logger=was_twisted.logs.json_lines", "was", "--workers", "2"]
+    command += ["--listen", "tcp:0:interface=127.0.0.1", "--metrics", "tcp:0:interface=127.0.0.1"]
+    log_path = tmp_path / "json.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(tmp_path))
+    try:
+        _wait_log(log_path, r"all 2 workers are serving")
+        text = log_path.read_text()
+        assert all(line.startswith("{") for line in text.splitlines()), text
+        port = int(re.search(r"WASSite starting on (\d+)", text).group(1))  # type: ignore[union-attr]
+        metrics_ports = [int(p) for p in re.findall(r"MetricsSite starting on (\d+)", text)]
+        assert len(set(metrics_ports)) == 2, text
+        for _ in range(6):
+            assert _health(f"http://127.0.0.1:{port}") == 200
+        counts = []
+        for metrics_port in metrics_ports:
+            body = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+            counts.append(
+                sum(
+                    float(line.rsplit(" ", 1)[1])
+                    for line in body.splitlines()
+                    if line.startswith("was_http_requests_total{") and 'route="/health"' in line
+                )
+            )
+        assert sum(counts) == 6, counts
+        pids = list(_serving(log_path).values())
+        proc.kill()  # no SIGTERM to pass on: the workers must notice on their own
+        proc.wait(10)
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in pids):
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        assert log_path.read_text().count("the parent process") == 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
