@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,8 +181,12 @@ class Supervisor(Service):
         self.grace = grace
         self.status = status
         self.notifier = notifier if notifier is not None else Notifier()
-        token = f"{os.getpid()}-{secrets.token_hex(4)}"
-        self.workers = [Worker(i, f"was-worker-{token}-{i}") for i in range(count)]
+        # The children's notify sockets live in a directory only this user can enter (mode 0700),
+        # so no other local user can send a READY=1 in a child's name.
+        self.notify_dir = tempfile.mkdtemp(
+            prefix="was-workers-", dir=os.environ.get("RUNTIME_DIRECTORY") or None
+        )
+        self.workers = [Worker(i, os.path.join(self.notify_dir, str(i))) for i in range(count)]
         self.stopping = False
         self.announced = False
         self._listeners: list[Any] = []
@@ -193,7 +198,7 @@ class Supervisor(Service):
         self._stdin = os.open(os.devnull, os.O_RDONLY)
         for worker in self.workers:
             self._listeners.append(
-                self.reactor.listenUNIXDatagram("\0" + worker.notify_name, _NotifyListener(self, worker))
+                self.reactor.listenUNIXDatagram(worker.notify_name, _NotifyListener(self, worker))
             )
             self.spawn(worker)
 
@@ -202,7 +207,7 @@ class Supervisor(Service):
         env.update(
             WAS_WORKERS="1",
             WAS_WORKER_PARENT=str(os.getpid()),
-            NOTIFY_SOCKET="@" + worker.notify_name,
+            NOTIFY_SOCKET=worker.notify_name,
         )
         return env
 
@@ -290,7 +295,13 @@ class Supervisor(Service):
             os.close(self._stdin)
             self._stdin = -1
         waits = [defer.maybeDeferred(p.stopListening) for p in self.ports + self._listeners]
-        return defer.gatherResults(waits, consumeErrors=True)
+        done: defer.Deferred[Any] = defer.gatherResults(waits, consumeErrors=True)
+        done.addBoth(self._remove_notify_dir)
+        return done
+
+    def _remove_notify_dir(self, result: object) -> object:
+        shutil.rmtree(self.notify_dir, ignore_errors=True)
+        return result
 
 
 def _cancel(result: object, timer: Any) -> object:

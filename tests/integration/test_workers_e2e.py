@@ -119,7 +119,8 @@ def test_a_killed_worker_is_restarted_and_requests_keep_working(workers: tuple[W
 
 def test_sigterm_stops_every_worker_and_the_parent_exits_zero(workers: tuple[WasProcess, Path]) -> None:
     was, log = workers
-    pids = list(_serving(log).values())
+    serving = _serving(log)
+    pids = list(serving.values())
     assert _health(was.url) == 200
     assert was.proc is not None
     started = time.monotonic()
@@ -130,7 +131,7 @@ def test_sigterm_stops_every_worker_and_the_parent_exits_zero(workers: tuple[Was
     assert time.monotonic() - started < 3 + 3  # idle: well within the grace + margin
     assert [pid for pid in pids if _alive(pid)] == []
     text = log.read_text()
-    for index, pid in enumerate(pids):
+    for index, pid in serving.items():
         assert f"worker {index} (pid {pid}) exited with status 0" in text, text
     assert "restarting" not in text
 
@@ -206,6 +207,7 @@ def test_json_logs_per_worker_metrics_and_orphans_stop(
 ) -> None:
     """Workers log as the parent does, each serves its own /metrics, and they stop if the parent dies."""
     env = {**_base_env(), **backend_env(request, "s3-moto", tmp_path), "PYTHONPATH": str(REPO)}
+    env["RUNTIME_DIRECTORY"] = str(tmp_path)  # the notify sockets' directory: left behind by a SIGKILL
     command = [TWISTD, "-n", "--pidfile=", "--logger=was_twisted.logs.json_lines", "was", "--workers", "2"]
     command += ["--listen", "tcp:0:interface=127.0.0.1", "--metrics", "tcp:0:interface=127.0.0.1"]
     log_path = tmp_path / "json.log"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,7 +70,8 @@ class FakeNotifier:
 
 
 @pytest.fixture
-def parent(monkeypatch: pytest.MonkeyPatch) -> tuple[Supervisor, FakeReactor, FakeNotifier]:
+def parent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[Supervisor, FakeReactor, FakeNotifier]:
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
     monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
     monkeypatch.setenv("LISTEN_FDS", "1")
     reactor, notifier = FakeReactor(), FakeNotifier()
@@ -90,7 +93,7 @@ def _end(reactor: FakeReactor, spawn: int, failure: Failure) -> None:
 
 
 def _ready(reactor: FakeReactor, supervisor: Supervisor, index: int) -> None:
-    reactor.notify["\0" + supervisor.workers[index].notify_name].datagramReceived(b"READY=1\nSTATUS=x", None)
+    reactor.notify[supervisor.workers[index].notify_name].datagramReceived(b"READY=1\nSTATUS=x", None)
 
 
 def test_children_get_the_socket_and_never_systemds_variables(parent: Any) -> None:
@@ -99,7 +102,9 @@ def test_children_get_the_socket_and_never_systemds_variables(parent: Any) -> No
     _, args, env, fds, _ = reactor.spawned[1]
     assert args == ["python", "worker-1"]
     assert fds[3] == 7 and fds[1] == 1 and fds[2] == 2
-    assert env["NOTIFY_SOCKET"] == "@" + supervisor.workers[1].notify_name
+    assert env["NOTIFY_SOCKET"] == supervisor.workers[1].notify_name
+    assert os.stat(supervisor.notify_dir).st_mode & 0o777 == 0o700
+    assert os.path.dirname(supervisor.notify_dir) == os.environ["RUNTIME_DIRECTORY"]
     assert "LISTEN_FDS" not in env and env["WAS_WORKERS"] == "1"
 
 
@@ -139,6 +144,7 @@ def test_sigterm_reaches_every_child_and_the_rest_is_killed_after_the_grace(pare
     assert reactor.spawned[1][4].signals == [signal.SIGTERM, signal.SIGKILL]
     _end(reactor, 1, Failure(ProcessTerminated(signal=signal.SIGKILL)))
     assert done.called and len(reactor.spawned) == 2  # nothing restarted while stopping
+    assert not os.path.exists(supervisor.notify_dir)
 
 
 def test_inherited_endpoint_domain() -> None:
