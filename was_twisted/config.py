@@ -48,6 +48,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     #: The spec's strict collections: a resource write at ``/space/S/c/...`` needs collection ``c`` created.
     strict_collections: bool = False
+    #: Worker processes sharing the listening sockets (``WAS_WORKERS``, ``--workers``); 1: no parent.
+    workers: int = 1
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -159,6 +161,32 @@ def _trusted_proxies(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(networks)
 
 
+#: The most worker processes ``WAS_WORKERS`` / ``--workers`` accepts.
+MAX_WORKERS = 64
+
+
+def cpu_count() -> int:
+    """The cores this process may run on (its affinity, which systemd's ``CPUAffinity=`` narrows)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def parse_workers(raw: str, name: str = "WAS_WORKERS") -> int:
+    """``auto`` (the number of cores) or a whole number from 1 to ``MAX_WORKERS``."""
+    value = raw.strip().lower()
+    if value == "auto":
+        return min(cpu_count(), MAX_WORKERS)
+    try:
+        count = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be auto or a whole number of processes, not {raw!r}.") from None
+    if not 1 <= count <= MAX_WORKERS:
+        raise ConfigError(f"{name} must be auto or between 1 and {MAX_WORKERS}, not {count}.")
+    return count
+
+
 def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate ``WAS_*`` variables (the existing server's names where it has them)."""
     env = os.environ if env is None else env
@@ -193,4 +221,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         cors_origins=_cors_origins(env),
         trusted_proxies=_trusted_proxies(env),
         strict_collections=_flag(env, "WAS_STRICT_COLLECTIONS", False),
+        workers=parse_workers(env.get("WAS_WORKERS", "").strip() or "1"),
     )
