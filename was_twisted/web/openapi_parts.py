@@ -100,19 +100,27 @@ SPACE_ID = _param(
     "space",
     "path",
     "The space id: 1-128 of `A-Z a-z 0-9 . _ ~ -`, not starting with a dot (else 400 `invalid-id`).",
+    {"type": "string", "pattern": "^[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,127}$"},
 )
-COLLECTION = _param("collection", "path", "A collection id, or the first segment of a resource path.")
+#: A path segment: no control characters (C0, DEL, C1), else 400 `invalid-id`; never `.` or `..`.
+SEGMENT: Json = {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f/]+$", "not": {"enum": [".", ".."]}}
+COLLECTION = _param(
+    "collection", "path", "A collection id, or the first segment of a resource path.", SEGMENT
+)
 RESOURCE = _param(
     "resource",
     "path",
-    "The rest of the resource path: any depth (its `/` are path separators), decoded exactly once.",
+    "The rest of the resource path: any depth (its `/` are path separators), decoded exactly once; "
+    "one segment under `/meta` (deeper, `meta` is a resource name).",
+    {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]+$", "not": {"enum": [".", ".."]}},
 )
 PATH = _param(
     "path",
     "path",
     "A depth-1 name: a created collection or a single-segment resource (`/space/{space}/greeting.txt`).",
+    SEGMENT,
 )
-CAPABILITY = _param("capability", "path", "The id of the delegated capability being revoked.")
+CAPABILITY = _param("capability", "path", "The id of the delegated capability being revoked.", SEGMENT)
 LIMIT = _param(
     "limit",
     "query",
@@ -122,8 +130,15 @@ LIMIT = _param(
 CURSOR = _param(
     "cursor", "query", "The opaque cursor from a previous page's `next` (else 400 `invalid-cursor`)."
 )
-IF_MATCH = _param("If-Match", "header", "Write only if the current ETag is one of these (or `*`: exists).")
-IF_NONE_MATCH_WRITE = _param("If-None-Match", "header", "`*`: write only if nothing is there.")
+IF_MATCH = _param(
+    "If-Match",
+    "header",
+    "Write only if the current ETag is one of these (or `*`: exists); malformed: 400.",
+    {"type": "string", "pattern": '^(\\*|"[^"\\x00-\\x20\\x7f]*"( *, *"[^"\\x00-\\x20\\x7f]*")*)$'},
+)
+IF_NONE_MATCH_WRITE = _param(
+    "If-None-Match", "header", "`*`: write only if nothing is there (anything else: 400).", {"enum": ["*"]}
+)
 IF_NONE_MATCH_READ = _param("If-None-Match", "header", "Answer 304 if the current ETag is one of these.")
 RANGE = _param("Range", "header", "One `bytes=` range (206), else the whole body.")
 IF_RANGE = _param("If-Range", "header", "Keep the `Range` only if this ETag or date is current.")

@@ -11,6 +11,14 @@ from typing import Any
 Json = dict[str, Any]
 
 _STRING = {"type": "string"}
+_DID = {"type": "string", "pattern": "^did:[a-z0-9]+:[A-Za-z0-9._:%-]+$"}
+_BACKEND_REF = {
+    "type": "object",
+    "properties": {"id": {"type": "string", "minLength": 1}},
+    "required": ["id"],
+    "description": "A backend of the space (`GET .../backends`); only `default` exists.",
+}
+_EPOCH = {"type": "string", "minLength": 1, "maxLength": 256}
 _URL = {"type": "string", "description": "A URL, absolute or relative to the server."}
 
 
@@ -47,7 +55,7 @@ def schemas(problem_types: list[str]) -> Json:
         ),
         "Status": _object({"status": {"enum": ["ok", "ready"]}}, ("status",)),
         "SpaceBody": _object(
-            {"id": _STRING, "controller": _STRING, "name": _STRING, "type": {}},
+            {"id": _STRING, "controller": _DID, "name": _STRING, "type": {}},
             description="`id` is the path's id or `urn:uuid:` + it; `controller` is a DID (the signer's).",
         ),
         "Space": _object(
@@ -81,8 +89,8 @@ def schemas(problem_types: list[str]) -> Json:
                 "id": _STRING,
                 "type": {},
                 "name": _STRING,
-                "backend": _STRING,
-                "generator": _STRING,
+                "backend": _BACKEND_REF,
+                "generator": _DID,
                 "generatorOrigin": _STRING,
             }
         ),
@@ -94,7 +102,7 @@ def schemas(problem_types: list[str]) -> Json:
                 "name": _STRING,
                 "createdBy": _STRING,
                 "linkset": _URL,
-                "backend": _STRING,
+                "backend": _BACKEND_REF,
             },
             ("id", "url"),
         ),
@@ -115,8 +123,8 @@ def schemas(problem_types: list[str]) -> Json:
                 "createdAt": _STRING,
                 "createdBy": _STRING,
                 "custom": {"type": "object"},
-                "epoch": _STRING,
-                "writerId": _STRING,
+                "epoch": _EPOCH,
+                "writerId": _EPOCH,
             }
         ),
         "Backend": _object(
@@ -124,14 +132,18 @@ def schemas(problem_types: list[str]) -> Json:
                 "id": _STRING,
                 "name": _STRING,
                 "managedBy": _STRING,
-                "storageMode": _STRING,
+                "storageMode": {"type": "array", "items": _STRING},
                 "persistence": _STRING,
                 "features": {"type": "array", "items": _STRING},
             },
             ("id",),
         ),
         "Backends": {"type": "array", "items": {"$ref": "#/components/schemas/Backend"}},
-        "Policy": _object({"type": _STRING}, ("type",), description='`{"type": "PublicCanRead"}`.'),
+        "Policy": _object(
+            {"type": {"anyOf": [_STRING, {"type": "array", "items": _STRING}]}},
+            ("type",),
+            description='`{"type": "PublicCanRead"}`.',
+        ),
         "Linkset": _object({"linkset": {"type": "array", "items": {"type": "object"}}}, ("linkset",)),
         "Revocations": _object({"url": _URL, "totalItems": {"type": "integer"}, "items": {"type": "array"}}),
     }
