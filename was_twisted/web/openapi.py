@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import __version__
 from .openapi_parts import (
+    BYTES_BODY,
     CAPABILITY,
     COLLECTION,
     CONTENT_DIGEST,
@@ -32,7 +33,6 @@ from .openapi_parts import (
     RANGE,
     RESOURCE,
     SECURITY_SCHEMES,
-    SIGNED,
     SPACE_ERRORS,
     SPACE_ID,
     WRITE_ERRORS,
@@ -41,136 +41,68 @@ from .openapi_parts import (
     error_responses,
     header,
     json_answer,
+    json_body,
+    operation,
+    path_item,
     problem_types,
+    space_operation,
 )
 from .openapi_schemas import schemas
 
 Json = dict[str, Any]
 
 
-def _head(get: Json) -> Json:
-    """HEAD: GET's answers and headers without a body."""
-    op: Json = {key: value for key, value in get.items() if key != "responses"}
-    op["operationId"] = "head" + op["operationId"][3:]
-    op["summary"] = "HEAD: " + op["summary"]
-    op["responses"] = {
-        status: {key: value for key, value in answer.items() if key != "content"}
-        for status, answer in get["responses"].items()
-        if status not in ("206", "416")  # HEAD ignores Range (RFC 9110 14.2)
-    }
-    return op
-
-
-def _op(op_id: str, summary: str, responses: Json, params: list[Json] | None = None, **extra: Any) -> Json:
-    op: Json = {"operationId": op_id, "summary": summary, "responses": responses}
-    if params:
-        op["parameters"] = params
-    op.update(extra)
-    return op
-
-
-def _space_op(
-    op_id: str, summary: str, answers: Json, errors: tuple[int, ...] = SPACE_ERRORS, **kw: Any
-) -> Json:
-    return _op(op_id, summary, {**answers, **error_refs(*errors)}, security=SIGNED, **kw)
-
-
-def _json_body(schema: str | Json, required: bool = True) -> Json:
-    ref = {"$ref": f"#/components/schemas/{schema}"} if isinstance(schema, str) else schema
-    return {"required": required, "content": {"application/json": {"schema": ref}}}
-
-
-BYTES_BODY: Json = {
-    "required": False,
-    "description": "The bytes to store, under their `Content-Type` (none: `application/octet-stream`); "
-    "`multipart/form-data` stores the form's one file part.",
-    "content": {
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        "text/plain": {"schema": {"type": "string"}},
-        "application/json": {"schema": {}},
-    },
-}
-
-
-def _preflight() -> Json:
-    return {
-        "operationId": None,
-        "summary": "CORS preflight: never needs a signature.",
-        "security": [{}],
-        "responses": {
-            "204": empty(
-                "The allowed methods and headers, and their max age (with `WAS_CORS_ORIGINS` on).",
-                **{
-                    "Access-Control-Allow-Methods": header("`GET, HEAD, PUT, POST, DELETE, OPTIONS`."),
-                    "Access-Control-Allow-Headers": header("The request headers wallets send."),
-                    "Access-Control-Max-Age": header("`7200`."),
-                },
-            )
-        },
-    }
-
-
-def _path(name: str, ops: Json, params: list[Json] | None = None) -> Json:
-    item: Json = dict(ops)
-    if "get" in ops and "head" not in ops:
-        item["head"] = _head(ops["get"])
-    preflight = _preflight()
-    preflight["operationId"] = "preflight" + "".join(
-        part.strip("{}").title().replace(".", "").replace("-", "") for part in name.split("/")
-    )
-    item["options"] = preflight
-    if params:
-        item["parameters"] = params
-    return item
-
-
 def _server_paths() -> Json:
     return {
-        "/": _path(
+        "/": path_item(
             "/",
-            {"get": _op("getIndex", "A small description of the server.", {"200": json_answer("Index", "")})},
+            {
+                "get": operation(
+                    "getIndex", "A small description of the server.", {"200": json_answer("Index", "")}
+                )
+            },
         ),
-        "/health": _path(
+        "/health": path_item(
             "/health",
             {
-                "get": _op(
+                "get": operation(
                     "getHealth", "Liveness.", {"200": json_answer("Status", "Alive."), **error_refs(500)}
                 )
             },
         ),
-        "/ready": _path(
+        "/ready": path_item(
             "/ready",
             {
-                "get": _op(
+                "get": operation(
                     "getReady",
                     "Readiness for load balancers.",
                     {"200": json_answer("Status", "Ready."), **error_refs(500, 503)},
                 )
             },
         ),
-        "/openapi.json": _path(
+        "/openapi.json": path_item(
             "/openapi.json",
             {
-                "get": _op(
+                "get": operation(
                     "getOpenApi", "This document.", {"200": json_answer({"type": "object"}, "OpenAPI 3.1.")}
                 )
             },
         ),
-        "/spaces/": _path(
+        "/spaces/": path_item(
             "/spaces/",
             {
-                "get": _space_op(
+                "get": space_operation(
                     "getSpaces",
                     "The signer's spaces, a page at a time (unsigned: an empty list).",
                     {"200": json_answer("Listing", "A page.")},
                     params=[LIMIT, CURSOR],
                 ),
-                "post": _space_op(
+                "post": space_operation(
                     "postSpaces",
                     "Create a space with a generated id (or the body's `id`).",
                     {"201": json_answer("Space", "Created.", Location=H_LOCATION)},
                     WRITE_ERRORS,
-                    requestBody=_json_body("SpaceBody"),
+                    requestBody=json_body("SpaceBody"),
                 ),
             },
         ),
@@ -180,24 +112,24 @@ def _server_paths() -> Json:
 def _document_ops(prefix: str, name: str, anchor: str) -> Json:
     """Policy and linkset of a space, collection or resource."""
     policy = {
-        "get": _space_op(
+        "get": space_operation(
             f"get{prefix}Policy",
             f"The policy of the {name} (controller only).",
             {"200": json_answer("Policy", "")},
         ),
-        "put": _space_op(
+        "put": space_operation(
             f"put{prefix}Policy",
             f"Set the policy of the {name}.",
             {"204": empty("Stored.")},
             WRITE_ERRORS,
-            requestBody=_json_body("Policy"),
+            requestBody=json_body("Policy"),
         ),
-        "delete": _space_op(
+        "delete": space_operation(
             f"delete{prefix}Policy", f"Remove the policy of the {name}.", {"204": empty("Gone.")}
         ),
     }
     linkset = {
-        "get": _space_op(
+        "get": space_operation(
             f"get{prefix}Linkset", f"The linkset of the {name}.", {"200": json_answer("Linkset", "", LINKSET)}
         )
     }
@@ -205,7 +137,7 @@ def _document_ops(prefix: str, name: str, anchor: str) -> Json:
 
 
 def _resource_ops(prefix: str, what: str, depth1: bool = False) -> Json:
-    read = _space_op(
+    read = space_operation(
         f"get{prefix}",
         f"Read {what}: its bytes as stored, or a listing or description where the path names one.",
         {
@@ -231,7 +163,7 @@ def _resource_ops(prefix: str, what: str, depth1: bool = False) -> Json:
     conditions = [IF_MATCH, IF_NONE_MATCH_WRITE, DIGEST, CONTENT_DIGEST]
     return {
         "get": read,
-        "put": _space_op(
+        "put": space_operation(
             f"put{prefix}",
             f"Store {what}"
             + (": a collection description creates (201) or updates a collection." if depth1 else "."),
@@ -251,7 +183,7 @@ def _resource_ops(prefix: str, what: str, depth1: bool = False) -> Json:
             params=conditions,
             requestBody=BYTES_BODY,
         ),
-        "post": _space_op(
+        "post": space_operation(
             f"post{prefix}",
             f"Store {what} (201); at a path ending in `/`, under a generated name.",
             {"201": empty("Stored.", Location=H_LOCATION, ETag=H_ETAG)},
@@ -259,7 +191,7 @@ def _resource_ops(prefix: str, what: str, depth1: bool = False) -> Json:
             params=conditions,
             requestBody=BYTES_BODY,
         ),
-        "delete": _space_op(
+        "delete": space_operation(
             f"delete{prefix}",
             f"Delete {what} (204 also when absent); a created collection with all it holds.",
             {"204": empty("Gone.")},
@@ -276,22 +208,22 @@ def _space_paths() -> Json:
     sp = _document_ops("Space", "space", space)
     cp = _document_ops("Collection", "collection", coll)
     rp = _document_ops("Resource", "resource", res)
-    meta_get = _space_op(
+    meta_get = space_operation(
         "getResourceMeta", "The resource's metadata.", {"200": json_answer("ResourceMeta", "")}
     )
-    meta_put = _space_op(
+    meta_put = space_operation(
         "putResourceMeta",
         "Replace `custom`, `epoch`, `writerId`.",
         {"204": empty("Stored.")},
         WRITE_ERRORS,
-        requestBody=_json_body("ResourceMeta"),
+        requestBody=json_body("ResourceMeta"),
     )
     paths: Json = {
         space: {
-            "get": _space_op(
+            "get": space_operation(
                 "getSpace", "The space's description.", {"200": json_answer("Space", "", ETag=H_ETAG)}
             ),
-            "put": _space_op(
+            "put": space_operation(
                 "putSpace",
                 "Create (201; 204 in `legacy`) or update (204) the space.",
                 {
@@ -300,49 +232,53 @@ def _space_paths() -> Json:
                 },
                 WRITE_ERRORS,
                 params=[IF_MATCH, IF_NONE_MATCH_WRITE],
-                requestBody=_json_body("SpaceBody"),
+                requestBody=json_body("SpaceBody"),
             ),
-            "delete": _space_op("deleteSpace", "Delete the space and all it holds.", {"204": empty("Gone.")}),
+            "delete": space_operation(
+                "deleteSpace", "Delete the space and all it holds.", {"204": empty("Gone.")}
+            ),
         },
         space + "/policy": sp["policy"],
         space + "/linkset": sp["linkset"],
         space + "/collections/": {
-            "get": _space_op(
+            "get": space_operation(
                 "getCollections",
                 "The space's collections.",
                 {"200": json_answer("Listing", "")},
                 params=[LIMIT, CURSOR],
             ),
-            "post": _space_op(
+            "post": space_operation(
                 "postCollections",
                 "Create a collection.",
                 {"201": json_answer("Collection", "Created.", Location=H_LOCATION, ETag=H_ETAG)},
                 WRITE_ERRORS,
-                requestBody=_json_body("CollectionBody"),
+                requestBody=json_body("CollectionBody"),
             ),
         },
         space + "/backends": {
-            "get": _space_op("getBackends", "The storage backends.", {"200": json_answer("Backends", "")})
+            "get": space_operation(
+                "getBackends", "The storage backends.", {"200": json_answer("Backends", "")}
+            )
         },
         space + "/zcaps/revocations/": {
-            "get": _space_op(
+            "get": space_operation(
                 "getRevocations",
                 "The space's revocations (controller only).",
                 {"200": json_answer("Revocations", "")},
             )
         },
         space + "/zcaps/revocations/{capability}": {
-            "post": _space_op(
+            "post": space_operation(
                 "postRevocation",
                 "Revoke a delegated capability (body: the capability).",
                 {"204": empty("Revoked.")},
                 WRITE_ERRORS,
-                requestBody=_json_body({"type": "object"}),
+                requestBody=json_body({"type": "object"}),
             )
         },
         space + "/{path}": _resource_ops("Depth1", "a collection or a single-segment resource", depth1=True),
         coll + "/": {
-            "get": _space_op(
+            "get": space_operation(
                 "getContainer",
                 "The listing of what is under the container (any depth), paginated.",
                 {"200": json_answer("Listing", "A page.")},
@@ -351,7 +287,7 @@ def _space_paths() -> Json:
             "post": _resource_ops("Container", "a resource")["post"],
         },
         coll + "/meta": {
-            "get": _space_op(
+            "get": space_operation(
                 "getCollectionMeta",
                 "The collection's metadata.",
                 {
@@ -360,17 +296,17 @@ def _space_paths() -> Json:
                 },
                 params=[IF_NONE_MATCH_READ],
             ),
-            "put": _space_op(
+            "put": space_operation(
                 "putCollectionMeta",
                 "Replace `custom` and `epoch`.",
                 {"204": empty("Stored.", ETag=H_ETAG)},
                 WRITE_ERRORS,
                 params=[IF_MATCH, IF_NONE_MATCH_WRITE],
-                requestBody=_json_body("CollectionMeta"),
+                requestBody=json_body("CollectionMeta"),
             ),
         },
         coll + "/backend": {
-            "get": _space_op(
+            "get": space_operation(
                 "getCollectionBackend",
                 "The backend the collection selected.",
                 {"200": json_answer("Backend", "")},
@@ -387,7 +323,7 @@ def _space_paths() -> Json:
     for name, ops in paths.items():
         base = max((p for p in params if name.startswith(p)), key=len)
         extra = [PATH] if name.endswith("{path}") else [CAPABILITY] if name.endswith("{capability}") else []
-        out[name] = _path(name, ops, [*params[base], *extra])
+        out[name] = path_item(name, ops, [*params[base], *extra])
     return out
 
 

@@ -190,3 +190,82 @@ def error_refs(*statuses: int) -> Json:
 #: What any request into a space can be answered, whatever the operation.
 SPACE_ERRORS = (400, 401, 403, 404, 409, 500, 501, 503)
 WRITE_ERRORS = (*SPACE_ERRORS, 412, 413)
+
+
+def head_of(get: Json) -> Json:
+    """HEAD: GET's answers and headers without a body."""
+    op: Json = {key: value for key, value in get.items() if key != "responses"}
+    op["operationId"] = "head" + op["operationId"][3:]
+    op["summary"] = "HEAD: " + op["summary"]
+    op["responses"] = {
+        status: {key: value for key, value in answer.items() if key != "content"}
+        for status, answer in get["responses"].items()
+        if status not in ("206", "416")  # HEAD ignores Range (RFC 9110 14.2)
+    }
+    return op
+
+
+def operation(
+    op_id: str, summary: str, responses: Json, params: list[Json] | None = None, **extra: Any
+) -> Json:
+    op: Json = {"operationId": op_id, "summary": summary, "responses": responses}
+    if params:
+        op["parameters"] = params
+    op.update(extra)
+    return op
+
+
+def space_operation(
+    op_id: str, summary: str, answers: Json, errors: tuple[int, ...] = SPACE_ERRORS, **kw: Any
+) -> Json:
+    return operation(op_id, summary, {**answers, **error_refs(*errors)}, security=SIGNED, **kw)
+
+
+def json_body(schema: str | Json, required: bool = True) -> Json:
+    ref = {"$ref": f"#/components/schemas/{schema}"} if isinstance(schema, str) else schema
+    return {"required": required, "content": {"application/json": {"schema": ref}}}
+
+
+BYTES_BODY: Json = {
+    "required": False,
+    "description": "The bytes to store, under their `Content-Type` (none: `application/octet-stream`); "
+    "`multipart/form-data` stores the form's one file part.",
+    "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "text/plain": {"schema": {"type": "string"}},
+        "application/json": {"schema": {}},
+    },
+}
+
+
+def preflight() -> Json:
+    return {
+        "operationId": None,
+        "summary": "CORS preflight: never needs a signature.",
+        "security": [{}],
+        "responses": {
+            "204": empty(
+                "The allowed methods and headers, and their max age (with `WAS_CORS_ORIGINS` on).",
+                **{
+                    "Access-Control-Allow-Methods": header("`GET, HEAD, PUT, POST, DELETE, OPTIONS`."),
+                    "Access-Control-Allow-Headers": header("The request headers wallets send."),
+                    "Access-Control-Max-Age": header("`7200`."),
+                },
+            )
+        },
+    }
+
+
+def path_item(name: str, ops: Json, params: list[Json] | None = None) -> Json:
+    """A path's operations, with HEAD beside GET and the CORS preflight."""
+    item: Json = dict(ops)
+    if "get" in ops and "head" not in ops:
+        item["head"] = head_of(ops["get"])
+    options = preflight()
+    options["operationId"] = "preflight" + "".join(
+        part.strip("{}").title().replace(".", "").replace("-", "") for part in name.split("/")
+    )
+    item["options"] = options
+    if params:
+        item["parameters"] = params
+    return item
