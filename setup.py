@@ -37,6 +37,8 @@ setup(
             "httpx>=0.27",
             "moto[server]>=5.0.20",
             "boto3>=1.35.50",
+            "openapi-spec-validator>=0.7",  # validates /openapi.json (tests/unit/test_openapi.py)
+            "schemathesis>=4.0",  # fuzzes the real process from /openapi.json
         ],
         "dev": ["mypy>=1.10", "mypy-zope>=1.0", "ruff>=0.5"],
     },

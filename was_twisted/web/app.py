@@ -50,6 +50,7 @@ from ..ready import READY, Readiness
 from .bodypipe import BodyPipe
 from .cors import cors_resource
 from .limits import BoundedRequest
+from .openapi import document_bytes as openapi_document
 from .preconditions import condition_from
 from .problems import PROBLEM_JSON, internal_problem, problem_for
 from .proxy import TrustedProxies, request_forwarded
@@ -289,6 +290,15 @@ class WASApp:
         if not verdict.ready:
             raise Unavailable(verdict.reason, retry_after=1)
         return _json(request, {"status": "ready"})
+
+    @app.route("/openapi.json")
+    def openapi(self, request: IRequest) -> bytes:
+        """The OpenAPI 3.1 description of this API (``web/openapi.py``); public, like ``/``."""
+        self._only(request, ("GET", "HEAD"))
+        body = openapi_document()
+        request.setHeader(b"content-type", JSON)
+        request.setHeader(b"content-length", b"%d" % len(body))
+        return body
 
     @app.route("/<path:anything>")
     def unknown(self, request: IRequest, anything: str) -> bytes:

@@ -21,6 +21,7 @@ _FIXED = {
     b"/": "/",
     b"/health": "/health",
     b"/ready": "/ready",
+    b"/openapi.json": "/openapi.json",
     b"/spaces": "/spaces/",
     b"/spaces/": "/spaces/",
 }
