@@ -3,7 +3,7 @@
 ``S3Bucket`` knows keys and how to call S3 (conditional puts, batched
 deletes, listings page by page, calls counted by operation); the backend
 (``s3.py``) and its records (``s3_records.py``) build on it.  Failures come
-out as the storage contract's errors: throttling and 5xx as ``StorageBusy``.
+out as the storage contract's errors, by the table in ``s3_faults.py``: S3 trouble as ``StorageBusy``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import boto3
 import botocore.session
 import botocore.utils
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import ClientError
 
 from .base import (
     RECORD_KINDS,
@@ -31,11 +31,12 @@ from .base import (
     Guard,
     KeyTooLong,
     SpaceRecord,
-    StorageBusy,
     StorageError,
     check_record,
     record_stem,
 )
+from .s3_faults import S3Body, translate
+from .s3_faults import _code as _code  # the callers' name for it
 
 T = TypeVar("T")
 
@@ -51,17 +52,6 @@ REINDEX_GRACE_SECONDS = 300
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
-_BUSY = {
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestTimeout",
-    "ServiceUnavailable",
-    "InternalError",
-    "RequestLimitExceeded",
-    "503",
-    "500",
-}
 
 
 class S3SetupError(Exception):
@@ -105,15 +95,6 @@ def _parse_timestamp(value: str) -> datetime:
     except ValueError:
         parsed: datetime = botocore.utils.parse_timestamp(value)
         return parsed
-
-
-def _code(exc: ClientError) -> str:
-    error = exc.response.get("Error", {})
-    return str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-
-
-def _status(exc: ClientError) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
 
 
 class _Conflict(Exception):
@@ -198,25 +179,23 @@ class S3Bucket:
         """Call boto3, turning its failures into the storage contract's errors."""
         try:
             return f(*args, **kwargs)
-        except ClientError as exc:
-            code = _code(exc)
-            if code in _BUSY or _status(exc) >= 500:
-                raise StorageBusy(f"S3 {code}: {exc}") from exc
-            raise
-        except NoCredentialsError as exc:
-            raise StorageError(f"no AWS credentials: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageBusy(f"S3 unreachable: {exc}") from exc
+        except Exception as exc:
+            error = translate(exc)
+            if error is None:
+                raise
+            raise error from exc
 
     def _get(self, key: str, **kwargs: str) -> dict[str, Any] | None:
         try:
-            return cast(
+            obj = cast(
                 dict[str, Any], self._s3(self.client.get_object, Bucket=self.bucket, Key=key, **kwargs)
             )
         except ClientError as exc:
             if _code(exc) in _MISSING:
                 return None
             raise StorageError(f"GetObject {key}: {exc}") from exc
+        obj["Body"] = S3Body(obj["Body"])
+        return obj
 
     def _put(self, key: str, body: bytes | BinaryIO, content_type: str, **conditions: str) -> dict[str, Any]:
         try:
