@@ -58,8 +58,31 @@ class S3SetupError(Exception):
     """The bucket cannot be used: one sentence an operator can act on."""
 
 
-def make_client(pool_size: int) -> Any:
-    """One S3 client per process, with explicit timeouts and retries.
+@dataclasses.dataclass(frozen=True)
+class S3Timeouts:
+    """How long one S3 call may take (``WAS_S3_CONNECT_TIMEOUT``, ``_READ_TIMEOUT``, ``_MAX_ATTEMPTS``).
+
+    botocore's ``standard`` retry mode makes up to ``attempts`` tries, each
+    at most ``connect`` seconds to connect and ``read`` seconds without a
+    byte of the answer, so an S3 that hangs fails the call (503) within
+    ``bound()`` seconds.
+    """
+
+    connect: float = 3
+    read: float = 15
+    attempts: int = 3
+
+    def bound(self) -> float:
+        """The longest one call can take when S3 hangs or throttles: every attempt times out.
+
+        botocore's back-off before attempt ``k`` (from 2) is at most 2**(k-2)
+        seconds when throttled (50 ms times that otherwise): 2**(attempts-1) - 1 in all.
+        """
+        return self.attempts * (self.connect + self.read) + float((1 << (self.attempts - 1)) - 1)
+
+
+def make_client(pool_size: int, timeouts: S3Timeouts | None = None) -> Any:
+    """One S3 client per process, with explicit timeouts and retries (``S3Timeouts``).
 
     Credentials and a custom endpoint come only through boto3's own chain
     (``AWS_*`` variables, shared files, instance or task roles, SSO;
@@ -67,10 +90,11 @@ def make_client(pool_size: int) -> Any:
     only when S3 requires them, so S3-compatible servers that predate
     flexible checksums (Ceph, older MinIO) work too.
     """
+    timeouts = timeouts or S3Timeouts()
     config = Config(
-        connect_timeout=5,
-        read_timeout=30,
-        retries={"mode": "standard", "max_attempts": 4},
+        connect_timeout=timeouts.connect,
+        read_timeout=timeouts.read,
+        retries={"mode": "standard", "total_max_attempts": timeouts.attempts},  # max_attempts: retries
         max_pool_connections=max(10, 2 * pool_size + 2),
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
@@ -104,10 +128,18 @@ class _Conflict(Exception):
 class S3Bucket:
     """One bucket and key prefix: where each key lives, and every S3 call the backend makes."""
 
-    def __init__(self, bucket: str, prefix: str = "", *, threads: int = 16, client: Any = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        threads: int = 16,
+        client: Any = None,
+        timeouts: S3Timeouts | None = None,
+    ) -> None:
         self.bucket = bucket
         self.prefix = prefix
-        self.client = client if client is not None else make_client(threads)
+        self.client = client if client is not None else make_client(threads, timeouts)
         self.calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
         self.client.meta.events.register("before-call.s3", self._count_call)
