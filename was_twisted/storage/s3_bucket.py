@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -47,6 +48,8 @@ PART_SIZE = 8 * 1024 * 1024
 MULTIPART_THRESHOLD = PART_SIZE
 #: DeleteObjects takes at most this many keys.
 DELETE_BATCH = 1000
+#: Object metadata (``x-amz-meta-was-write``) naming the conditional write that stored a version.
+WRITE_TOKEN = "was-write"
 #: Index entries younger than this are never removed by ``reindex``: their space may be being created.
 REINDEX_GRACE_SECONDS = 300
 
@@ -230,6 +233,18 @@ class S3Bucket:
         return obj
 
     def _put(self, key: str, body: bytes | BinaryIO, content_type: str, **conditions: str) -> dict[str, Any]:
+        """PutObject; with ``conditions``, a refused one raises ``_Conflict`` unless the write was ours.
+
+        A conditional write carries a token of its own (``x-amz-meta-was-write``).
+        When S3 stored it but the answer was lost, botocore's retry meets the
+        object it just wrote and gets 412: the token read back says the write
+        happened, so a create is still reported as a create.  Only a 412 after
+        a retry is checked (one HeadObject): a first attempt refused was surely
+        not stored.  The token is object metadata, invisible to readers of the
+        body (the existing server).
+        """
+        token = secrets.token_hex(16) if conditions else None
+        extra: dict[str, Any] = {"Metadata": {WRITE_TOKEN: token}} if token is not None else {}
         try:
             return cast(
                 dict[str, Any],
@@ -239,13 +254,25 @@ class S3Bucket:
                     Key=key,
                     Body=body,
                     ContentType=content_type,
+                    **extra,
                     **conditions,
                 ),
             )
         except ClientError as exc:
             if _code(exc) in _CONFLICT or ("IfMatch" in conditions and _code(exc) in _MISSING):
+                retried = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+                ours = self._written_by(key, token) if token is not None and retried else None
+                if ours is not None:
+                    return ours
                 raise _Conflict(key) from exc  # If-Match on an absent key: NoSuchKey (AWS, moto)
             raise StorageError(f"PutObject {key}: {exc}") from exc
+
+    def _written_by(self, key: str, token: str) -> dict[str, Any] | None:
+        """The HeadObject of ``key`` if the version stored is the one written with ``token``."""
+        head = self._head(key)
+        if head is not None and (head.get("Metadata") or {}).get(WRITE_TOKEN) == token:
+            return head
+        return None
 
     def _if_match_value(self, etag: str) -> str:
         """``etag`` as this store wants it in ``If-Match`` (see ``_put_if_match``)."""
