@@ -145,3 +145,30 @@ async def test_put_space_answers_201_when_the_create_was_retried(s3: Any) -> Non
     r = await http.post(BASE + "/spaces/", data=body, headers=sign(alice, "POST", "/spaces/"))
     assert r.code == 201, await r.text()
     assert r.headers.getRawHeaders("location")
+
+
+def test_a_multipart_completion_retried_after_it_succeeded_is_a_success(s3: Any) -> None:  # noqa: F811
+    """CompleteMultipartUpload done, its answer lost; the retry gets NoSuchUpload: the upload stands."""
+    from was_twisted.storage.s3 import PART_SIZE
+
+    b = backend()
+    create(b, "s1")
+    real = b.client.complete_multipart_upload
+
+    def complete(**kwargs: Any) -> Any:
+        real(**kwargs)
+        raise ClientError(
+            {
+                "Error": {"Code": "NoSuchUpload"},
+                "ResponseMetadata": {"HTTPStatusCode": 404, "RetryAttempts": 1},
+            },
+            "CompleteMultipartUpload",
+        )
+
+    b.client.complete_multipart_upload = complete
+    data = b"m" * (PART_SIZE + 1000)
+    info = b.write_resource("s1", "/big", io.BytesIO(data), "application/octet-stream", allow)
+    assert info.size == len(data)
+    _, res = b.read_resource("s1", "/big")
+    assert res is not None and res.body.read() == data
+    assert s3.list_multipart_uploads(Bucket="was-unit").get("Uploads", []) == []
