@@ -39,7 +39,7 @@ from .processes import WasProcess
 from .s3servers import S3Server
 
 PREFIX = "faults/"
-RATE = 0.35
+RATE = 0.2
 STALL = 2.0
 #: Workers per mode, and how long each keeps going (seconds).
 WORKERS = 8
