@@ -50,6 +50,10 @@ class Settings:
     strict_collections: bool = False
     #: Worker processes sharing the listening sockets (``WAS_WORKERS``, ``--workers``); 1: no parent.
     workers: int = 1
+    #: s3: seconds to connect to S3, seconds without a byte of its answer, and attempts per call.
+    s3_connect_timeout: int = 3
+    s3_read_timeout: int = 15
+    s3_max_attempts: int = 3
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -222,4 +226,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_trusted_proxies(env),
         strict_collections=_flag(env, "WAS_STRICT_COLLECTIONS", False),
         workers=parse_workers(env.get("WAS_WORKERS", "").strip() or "1"),
+        s3_connect_timeout=_int(env, "WAS_S3_CONNECT_TIMEOUT", 3, 1, 300),
+        s3_read_timeout=_int(env, "WAS_S3_READ_TIMEOUT", 15, 1, 3600),
+        s3_max_attempts=_int(env, "WAS_S3_MAX_ATTEMPTS", 3, 1, 10),
     )

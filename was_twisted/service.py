@@ -92,10 +92,11 @@ def make_backend(settings: Settings) -> Backend:
 def make_s3_backend(settings: Settings) -> Backend:
     """Check the bucket and credentials now, before listening: fail in one sentence."""
     try:
-        from .storage.s3 import S3Backend, S3SetupError
+        from .storage.s3 import S3Backend, S3SetupError, S3Timeouts
     except ImportError:
         raise ConfigError('WAS_STORAGE_BACKEND=s3 needs boto3: pip install "was-twisted[s3]".') from None
-    backend = S3Backend(settings.bucket, settings.prefix, threads=settings.threads)
+    timeouts = S3Timeouts(settings.s3_connect_timeout, settings.s3_read_timeout, settings.s3_max_attempts)
+    backend = S3Backend(settings.bucket, settings.prefix, threads=settings.threads, timeouts=timeouts)
     try:
         backend.check()
     except S3SetupError as exc:

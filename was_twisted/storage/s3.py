@@ -66,6 +66,7 @@ from .s3_bucket import (
     PART_SIZE,
     REINDEX_GRACE_SECONDS,
     S3SetupError,
+    S3Timeouts,
     _code,
     _Conflict,
     _parse_timestamp,
@@ -82,6 +83,7 @@ __all__ = [
     "REINDEX_GRACE_SECONDS",
     "S3Backend",
     "S3SetupError",
+    "S3Timeouts",
     "_parse_timestamp",
     "make_client",
 ]

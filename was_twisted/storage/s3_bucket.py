@@ -3,13 +3,14 @@
 ``S3Bucket`` knows keys and how to call S3 (conditional puts, batched
 deletes, listings page by page, calls counted by operation); the backend
 (``s3.py``) and its records (``s3_records.py``) build on it.  Failures come
-out as the storage contract's errors: throttling and 5xx as ``StorageBusy``.
+out as the storage contract's errors, by the table in ``s3_faults.py``: S3 trouble as ``StorageBusy``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ import boto3
 import botocore.session
 import botocore.utils
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import ClientError
 
 from .base import (
     RECORD_KINDS,
@@ -31,11 +32,12 @@ from .base import (
     Guard,
     KeyTooLong,
     SpaceRecord,
-    StorageBusy,
     StorageError,
     check_record,
     record_stem,
 )
+from .s3_faults import S3Body, translate
+from .s3_faults import _code as _code  # the callers' name for it
 
 T = TypeVar("T")
 
@@ -46,30 +48,44 @@ PART_SIZE = 8 * 1024 * 1024
 MULTIPART_THRESHOLD = PART_SIZE
 #: DeleteObjects takes at most this many keys.
 DELETE_BATCH = 1000
+#: Object metadata (``x-amz-meta-was-write``) naming the conditional write that stored a version.
+WRITE_TOKEN = "was-write"
 #: Index entries younger than this are never removed by ``reindex``: their space may be being created.
 REINDEX_GRACE_SECONDS = 300
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
-_BUSY = {
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestTimeout",
-    "ServiceUnavailable",
-    "InternalError",
-    "RequestLimitExceeded",
-    "503",
-    "500",
-}
 
 
 class S3SetupError(Exception):
     """The bucket cannot be used: one sentence an operator can act on."""
 
 
-def make_client(pool_size: int) -> Any:
-    """One S3 client per process, with explicit timeouts and retries.
+@dataclasses.dataclass(frozen=True)
+class S3Timeouts:
+    """How long one S3 call may take (``WAS_S3_CONNECT_TIMEOUT``, ``_READ_TIMEOUT``, ``_MAX_ATTEMPTS``).
+
+    botocore's ``standard`` retry mode makes up to ``attempts`` tries, each
+    at most ``connect`` seconds to connect and ``read`` seconds without a
+    byte of the answer, so an S3 that hangs fails the call (503) within
+    ``bound()`` seconds.
+    """
+
+    connect: float = 3
+    read: float = 15
+    attempts: int = 3
+
+    def bound(self) -> float:
+        """The longest one call can take when S3 hangs or throttles: every attempt times out.
+
+        botocore's back-off before attempt ``k`` (from 2) is at most 2**(k-2)
+        seconds when throttled (50 ms times that otherwise): 2**(attempts-1) - 1 in all.
+        """
+        return self.attempts * (self.connect + self.read) + float((1 << (self.attempts - 1)) - 1)
+
+
+def make_client(pool_size: int, timeouts: S3Timeouts | None = None) -> Any:
+    """One S3 client per process, with explicit timeouts and retries (``S3Timeouts``).
 
     Credentials and a custom endpoint come only through boto3's own chain
     (``AWS_*`` variables, shared files, instance or task roles, SSO;
@@ -77,10 +93,11 @@ def make_client(pool_size: int) -> Any:
     only when S3 requires them, so S3-compatible servers that predate
     flexible checksums (Ceph, older MinIO) work too.
     """
+    timeouts = timeouts or S3Timeouts()
     config = Config(
-        connect_timeout=5,
-        read_timeout=30,
-        retries={"mode": "standard", "max_attempts": 4},
+        connect_timeout=timeouts.connect,
+        read_timeout=timeouts.read,
+        retries={"mode": "standard", "total_max_attempts": timeouts.attempts},  # max_attempts: retries
         max_pool_connections=max(10, 2 * pool_size + 2),
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
@@ -107,15 +124,6 @@ def _parse_timestamp(value: str) -> datetime:
         return parsed
 
 
-def _code(exc: ClientError) -> str:
-    error = exc.response.get("Error", {})
-    return str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-
-
-def _status(exc: ClientError) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-
-
 class _Conflict(Exception):
     """A conditional write lost to another writer."""
 
@@ -123,10 +131,18 @@ class _Conflict(Exception):
 class S3Bucket:
     """One bucket and key prefix: where each key lives, and every S3 call the backend makes."""
 
-    def __init__(self, bucket: str, prefix: str = "", *, threads: int = 16, client: Any = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        threads: int = 16,
+        client: Any = None,
+        timeouts: S3Timeouts | None = None,
+    ) -> None:
         self.bucket = bucket
         self.prefix = prefix
-        self.client = client if client is not None else make_client(threads)
+        self.client = client if client is not None else make_client(threads, timeouts)
         self.calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
         self.client.meta.events.register("before-call.s3", self._count_call)
@@ -198,27 +214,37 @@ class S3Bucket:
         """Call boto3, turning its failures into the storage contract's errors."""
         try:
             return f(*args, **kwargs)
-        except ClientError as exc:
-            code = _code(exc)
-            if code in _BUSY or _status(exc) >= 500:
-                raise StorageBusy(f"S3 {code}: {exc}") from exc
-            raise
-        except NoCredentialsError as exc:
-            raise StorageError(f"no AWS credentials: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageBusy(f"S3 unreachable: {exc}") from exc
+        except Exception as exc:
+            error = translate(exc)
+            if error is None:
+                raise
+            raise error from exc
 
     def _get(self, key: str, **kwargs: str) -> dict[str, Any] | None:
         try:
-            return cast(
+            obj = cast(
                 dict[str, Any], self._s3(self.client.get_object, Bucket=self.bucket, Key=key, **kwargs)
             )
         except ClientError as exc:
             if _code(exc) in _MISSING:
                 return None
             raise StorageError(f"GetObject {key}: {exc}") from exc
+        obj["Body"] = S3Body(obj["Body"])
+        return obj
 
     def _put(self, key: str, body: bytes | BinaryIO, content_type: str, **conditions: str) -> dict[str, Any]:
+        """PutObject; with ``conditions``, a refused one raises ``_Conflict`` unless the write was ours.
+
+        A conditional write carries a token of its own (``x-amz-meta-was-write``).
+        When S3 stored it but the answer was lost, botocore's retry meets the
+        object it just wrote and gets 412: the token read back says the write
+        happened, so a create is still reported as a create.  Only a 412 after
+        a retry is checked (one HeadObject): a first attempt refused was surely
+        not stored.  The token is object metadata, invisible to readers of the
+        body (the existing server).
+        """
+        token = secrets.token_hex(16) if conditions else None
+        extra: dict[str, Any] = {"Metadata": {WRITE_TOKEN: token}} if token is not None else {}
         try:
             return cast(
                 dict[str, Any],
@@ -228,13 +254,25 @@ class S3Bucket:
                     Key=key,
                     Body=body,
                     ContentType=content_type,
+                    **extra,
                     **conditions,
                 ),
             )
         except ClientError as exc:
             if _code(exc) in _CONFLICT or ("IfMatch" in conditions and _code(exc) in _MISSING):
+                retried = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+                ours = self._written_by(key, token) if token is not None and retried else None
+                if ours is not None:
+                    return ours
                 raise _Conflict(key) from exc  # If-Match on an absent key: NoSuchKey (AWS, moto)
             raise StorageError(f"PutObject {key}: {exc}") from exc
+
+    def _written_by(self, key: str, token: str) -> dict[str, Any] | None:
+        """The HeadObject of ``key`` if the version stored is the one written with ``token``."""
+        head = self._head(key)
+        if head is not None and (head.get("Metadata") or {}).get(WRITE_TOKEN) == token:
+            return head
+        return None
 
     def _if_match_value(self, etag: str) -> str:
         """``etag`` as this store wants it in ``If-Match`` (see ``_put_if_match``)."""

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from .base import ByteRange, Condition, Guard, KeyTooLong, PreconditionFailed, StorageError, check_condition
 from .s3_bucket import _CONFLICT, _MISSING, _code, _Conflict
+from .s3_faults import S3Body
 from .s3_records import S3Records
 from .s3_upload import upload
 
@@ -54,6 +55,7 @@ class S3Conditional(S3Records):
             if _code(exc) in _MISSING:
                 return None, None
             raise StorageError(f"GetObject {key}: {exc}") from exc
+        obj["Body"] = S3Body(obj["Body"])
         sent = str(obj.get("ContentRange") or "")
         positions, _, _ = sent.removeprefix("bytes ").partition("/")
         start, dash, end = positions.partition("-")

@@ -21,6 +21,7 @@ A part is dropped once uploaded.  Memory per upload: at most
 
 from __future__ import annotations
 
+import secrets
 from collections import deque
 from concurrent.futures import Executor, Future, wait
 from typing import Any, BinaryIO, cast
@@ -28,7 +29,7 @@ from typing import Any, BinaryIO, cast
 from botocore.exceptions import ClientError
 
 from .base import StorageError
-from .s3_bucket import _CONFLICT, _MISSING, PART_SIZE, S3Bucket, _code, _Conflict
+from .s3_bucket import _CONFLICT, _MISSING, PART_SIZE, WRITE_TOKEN, S3Bucket, _code, _Conflict
 
 #: Parts uploading at once for one body (each holds one part in memory).
 PARTS_IN_FLIGHT = 4
@@ -94,9 +95,14 @@ def _multipart(
     content_type: str,
     conditions: dict[str, str],
 ) -> tuple[str | None, int]:
+    token = secrets.token_hex(16)  # names this upload's object: see ``S3Bucket._put``
     try:
         created = bucket._s3(
-            bucket.client.create_multipart_upload, Bucket=bucket.bucket, Key=key, ContentType=content_type
+            bucket.client.create_multipart_upload,
+            Bucket=bucket.bucket,
+            Key=key,
+            ContentType=content_type,
+            Metadata={WRITE_TOKEN: token},
         )
     except ClientError as exc:
         raise StorageError(f"CreateMultipartUpload {key}: {exc}") from exc
@@ -147,6 +153,11 @@ def _multipart(
         for future in in_flight:
             future.cancel()
         wait(in_flight)  # a part still uploading would outlive the abort
+        if isinstance(exc, ClientError) and exc.response.get("ResponseMetadata", {}).get("RetryAttempts"):
+            # The completion was retried: S3 may have completed it already (NoSuchUpload, or 412).
+            ours = bucket._written_by(key, token)
+            if ours is not None:
+                return cast(str | None, ours.get("ETag")), size
         abort(bucket, key, upload_id)
         if isinstance(exc, ClientError):
             if conditions and (_code(exc) in _CONFLICT or _code(exc) in _MISSING):
