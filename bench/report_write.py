@@ -30,11 +30,18 @@ BASELINES = {
         "in 0.1.0, and its memory backend is an upper bound for its filesystem speed"
     ),
     "constant": (
-        "not run: 0.1.0 has no S3 backend; the figure is bench/s3_bench.py's constant, measured "
-        "earlier from the existing server's source with 20 ms of S3 latency"
+        "not run: 0.1.0 has no S3 backend; the req/s is bench/s3_bench.py's constant (15 req/s, measured "
+        "earlier from the existing server's source with 20 ms of S3 latency) and the CPU per request "
+        "the figure issue 10 gives for it (about 6.4 ms), neither measured in this run"
     ),
+    "missing": "not measured: the existing server did not start (see Not measured)",
 }
-SHORT = {"measured": "measured", "memory-upper-bound": "its memory (upper bound)", "constant": "constant"}
+SHORT = {
+    "measured": "measured",
+    "memory-upper-bound": "its memory (upper bound)",
+    "constant": "constant",
+    "missing": "none",
+}
 OURS_COLOR, EXISTING_COLOR = "#1f77b4", "#bbbbbb"
 
 
@@ -189,6 +196,30 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             md_table(LARGE_HEADER, [large_cells(r) for r in large["rows"]]),
         ]
+    rss = [
+        f"{r['backend']} {fmt(r['ours'].get('peak_rss_mib'))}"
+        for r in result["small"]
+        if r["concurrency"] == 16
+    ]
+    existing_rss = next(
+        (
+            r["existing"]["peak_rss_mib"]
+            for r in result["small"]
+            if (r.get("existing") or {}).get("peak_rss_mib")
+        ),
+        None,
+    )
+    out += ["", "Peak RSS of ours (MiB, VmHWM at the end of its section): " + ", ".join(rss)]
+    if existing_rss:
+        out[-1] += f"; the existing server: {fmt(existing_rss)}."
+    samples = [
+        f"- {row_figures(r)['label']} {who}: {sample}"
+        for r in result["small"]
+        for who in ("ours", "existing")
+        for sample in (r.get(who) or {}).get("error_samples", [])
+    ]
+    if samples:
+        out += ["", "Error samples:", "", *samples]
     if result.get("failures"):
         out += ["", "## Not measured", ""]
         out += [f"- {what}: {why.splitlines()[0] if why else ''}" for what, why in result["failures"].items()]
