@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.metadata
+import json
 import os
 import platform
 import shlex
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from large_bench import measure as measure_large
-from report_write import write_report
+from report_write import update_readme, write_report
 from run import (
     REPO_ROOT,
     WARMUP_S,
@@ -68,6 +69,7 @@ from s3_bench import (
 from wallet_attached_storage_client import Ed25519Signer
 
 CONCURRENCIES = (1, 16)
+DEFAULT_OUT = (REPO_ROOT / "bench" / "results").resolve()
 #: The existing server's CPU per small request on S3, as issue 10 gives it (not measured here).
 EXISTING_S3_CPU_MS = 6.4
 
@@ -319,7 +321,7 @@ def bench_s3(kind: str, args: argparse.Namespace, workdir: Path) -> list[dict[st
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results", help="where to write")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; figures are medians")
     ap.add_argument("--duration", type=float, default=10.0, help="measured seconds per cell")
     ap.add_argument("--latency-ms", type=float, default=20.0, help="added to every S3 response")
@@ -331,6 +333,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s cells, 16 MiB objects")
     ap.add_argument("--note", default="", help="a sentence printed at the top of the report")
+    ap.add_argument(
+        "--from-json", type=Path, help="measure nothing: rewrite the report from this results.json"
+    )
+    ap.add_argument(
+        "--no-readme",
+        action="store_true",
+        help="leave README.rst alone (else updated when --out is bench/results)",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds, args.duration = 1, 2.0
@@ -356,8 +366,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def publish(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """The files in ``--out``; README.rst's table too when they are the ones it shows."""
+    for path in write_report(result, args.out):
+        log(f"wrote {path}")
+    if not args.no_readme and args.out.resolve() == DEFAULT_OUT:
+        if update_readme(REPO_ROOT / "README.rst", result):
+            log("updated README.rst's Benchmark report table")
+        else:
+            log("README.rst has no report markers: its table was not updated")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.from_json:
+        publish(json.loads(args.from_json.read_text()), args)
+        return 0
     signal.signal(signal.SIGTERM, _interrupt)  # so every `finally` stops its processes
     command = "python bench/report.py" + "".join(
         " " + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
@@ -403,8 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                 result["failures"]["large objects"] = str(exc)
     result["meta"]["load_after"] = load_average()
     result["meta"]["run_minutes"] = (time.monotonic() - started) / 60
-    for path in write_report(result, args.out):
-        log(f"wrote {path}")
+    publish(result, args)
     print((args.out / "report.md").read_text())
     return 1 if result["failures"] else 0
 

@@ -32,7 +32,8 @@ BASELINES = {
     "constant": (
         "not run: 0.1.0 has no S3 backend; the req/s is bench/s3_bench.py's constant (15 req/s, measured "
         "earlier from the existing server's source with 20 ms of S3 latency) and the CPU per request "
-        "the figure issue 10 gives for it (about 6.4 ms), neither measured in this run"
+        "the figure issue 10 gives for it (about 6.4 ms), neither measured in this run, so these "
+        "rows' ratios compare this run with earlier ones (on a busy machine, to ours' disadvantage)"
     ),
     "missing": "not measured: the existing server did not start (see Not measured)",
 }
@@ -331,3 +332,49 @@ def write_report(result: dict[str, Any], out_dir: Path, with_charts: bool = True
     if with_charts:
         paths += charts(result, out_dir)
     return paths
+
+
+README_BEGIN = ".. report: begin (bench/report.py rewrites this part)"
+README_END = ".. report: end"
+
+
+def readme_part(result: dict[str, Any]) -> str:
+    """The dated paragraph and the table README.rst shows, between its two markers."""
+    meta, m = result["meta"], result["meta"]["machine"]
+    others = [v for r in result["small"] for v in r["ours"].get("other_cpu_pct", [])]
+    busy = (
+        f"; other processes used {min(others):.0f}-{max(others):.0f}% of a core during the cells"
+        if others
+        else ""
+    )
+    text = f"Made {meta['date']} with ``{meta['command']}`` on {m['cpu']}, {m['cores']} cores{busy}. " + (
+        meta.get("note") or ""
+    )
+    large = (result.get("large") or {}).get("rows") or []
+    if large:
+        r = large[-1]
+        text += (
+            f" Large objects on s3 ({result['large']['s3']}): {r['size_mib']} MiB PUT {r['ours_put']:.2f} s "
+            f"(boto3 straight to S3: {r['direct_put']:.2f} s, {ratio(r['ours_put'], r['direct_put'])}), "
+            f"GET {r['ours_get']:.2f} s ({r['direct_get']:.2f} s, {ratio(r['ours_get'], r['direct_get'])})."
+        )
+    words, lines, line = text.split(), [], ""
+    for word in words:  # wrapped at 78 columns, as the rest of README.rst
+        if line and len(line) + 1 + len(word) > 78:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return "\n".join([README_BEGIN, "", *lines, "", rst_summary(result).rstrip("\n"), "", README_END])
+
+
+def update_readme(readme: Path, result: dict[str, Any]) -> bool:
+    """Replace the part between the markers in ``readme``; False when it has no markers."""
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(head + readme_part(result) + tail)
+    return True

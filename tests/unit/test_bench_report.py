@@ -129,3 +129,39 @@ def test_rst_summary_is_a_simple_table(tmp_path: Path) -> None:
     assert lines[3].split()[:5] == ["memory", "16", "1,500", "1,000", "1.50x"]
     assert len(lines) == 3 + 3 + 1
     assert not (tmp_path / "throughput.png").exists()
+
+
+def test_readme_shows_the_committed_report() -> None:
+    """README.rst's "Benchmark report" shows bench/results/: its charts exist and its table is the summary."""
+    readme = (ROOT / "README.rst").read_text()
+    section = readme.split("Benchmark report\n~~~~~~~~~~~~~~~~\n", 1)[1].split("\nDevelopment\n", 1)[0]
+    images = [
+        line.split("::", 1)[1].strip() for line in section.splitlines() if line.startswith(".. image::")
+    ]
+    assert images == ["bench/results/throughput.png", "bench/results/cpu.png", "bench/results/large.png"]
+    for image in images:
+        assert (ROOT / image).read_bytes().startswith(PNG_MAGIC)
+    assert (ROOT / "bench" / "results" / "summary.rst").read_text() in section
+    made = json.loads((ROOT / "bench" / "results" / "results.json").read_text())["meta"]["date"]
+    assert f"Made {made} with" in section
+
+
+def test_update_readme_rewrites_only_the_marked_part(tmp_path: Path) -> None:
+    readme = tmp_path / "README.rst"
+    readme.write_text(
+        f"Intro\n\n{report_write.README_BEGIN}\n\nold table\n\n{report_write.README_END}\n\nAfter\n"
+    )
+    assert report_write.update_readme(readme, synthetic())
+    text = readme.read_text()
+    assert text.startswith("Intro\n\n") and text.endswith(f"{report_write.README_END}\n\nAfter\n")
+    assert "old table" not in text and report_write.rst_summary(synthetic()) in text + "\n"
+    assert (
+        "Made 2026-12-04 17:00 UTC with ``python bench/report.py --rounds 3`` on Test CPU 9000"
+        in " ".join(text.split())
+    )
+    assert "64 MiB PUT 2.00 s (boto3 straight to S3: 1.60 s, 1.25x)" in " ".join(text.split())
+    assert all(len(line) <= 110 for line in text.splitlines())
+    plain = tmp_path / "plain.rst"
+    plain.write_text("no markers\n")
+    assert not report_write.update_readme(plain, synthetic())
+    assert plain.read_text() == "no markers\n"
