@@ -331,7 +331,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--large-sizes", help="large-object sizes in MiB, comma list (default 64,256; empty: none)"
     )
-    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s cells, 16 MiB objects")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 round of 2 s cells (overrides --rounds and --duration), 16 MiB objects",
+    )
     ap.add_argument("--note", default="", help="a sentence printed at the top of the report")
     ap.add_argument(
         "--from-json", type=Path, help="measure nothing: rewrite the report from this results.json"
@@ -413,18 +417,18 @@ def main(argv: list[str] | None = None) -> int:
         for what, run_section in sections:
             try:
                 result["small"] += run_section()
-            except (RuntimeError, OSError) as exc:
-                log(f"{what} FAILED: {exc}")
-                result["failures"][what] = str(exc)
+            except Exception as exc:  # any one section's failure (boto3's too) must not lose the others
+                log(f"{what} FAILED: {exc!r}")
+                result["failures"][what] = str(exc) or repr(exc)
         if args.sizes:
             log(f"large objects {args.sizes} MiB, best of {args.rounds} ...")
             try:
                 (work / "large").mkdir()
                 large = measure_large(args.sizes, args.rounds, work / "large")
                 result["large"] = {"s3": s3_version("moto"), **large}
-            except (RuntimeError, OSError) as exc:
-                log(f"large objects FAILED: {exc}")
-                result["failures"]["large objects"] = str(exc)
+            except Exception as exc:  # as above
+                log(f"large objects FAILED: {exc!r}")
+                result["failures"]["large objects"] = str(exc) or repr(exc)
     result["meta"]["load_after"] = load_average()
     result["meta"]["run_minutes"] = (time.monotonic() - started) / 60
     publish(result, args)
