@@ -11,6 +11,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("was_bench_soak", ROOT / "bench" / "soak.py")
 assert _spec is not None and _spec.loader is not None
@@ -50,6 +52,7 @@ def test_the_full_soak_sees_a_slower_leak() -> None:
     assert not result["passed"] and result["rss_growth"] > 0.05  # ...the full soak does not
 
 
+@pytest.mark.integration
 def test_soak_60s_on_s3_over_http(tmp_path: Path) -> None:
     result = soak.run(60, concurrency=32, workdir=tmp_path)
     print(soak.summary(result))  # the figures, with -s or on failure
