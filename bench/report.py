@@ -3,7 +3,7 @@
 One command::
 
     python bench/report.py                    # ~8 minutes: 3 rounds of 10 s cells, results in bench/results/
-    python bench/report.py --quick --out /tmp/r   # smoke run, ~2 minutes
+    python bench/report.py --quick --out /tmp/r   # smoke run, ~1 minute
 
 It measures, side by side, ``twistd -n was`` ("ours") and the existing server
 (``wallet-attached-storage-server`` 0.1.0 under uvicorn, which has only a memory backend):
