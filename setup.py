@@ -39,6 +39,7 @@ setup(
             "boto3>=1.35.50",
             "openapi-spec-validator>=0.7",  # validates /openapi.json (tests/unit/test_openapi.py)
             "schemathesis>=4.0",  # fuzzes the real process from /openapi.json
+            "hypothesis>=6.100",  # property-based tests of the parsers (tests/unit/test_parser_properties.py)
         ],
         "dev": ["mypy>=1.10", "mypy-zope>=1.0", "ruff>=0.5"],
     },
