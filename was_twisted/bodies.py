@@ -1,6 +1,7 @@
 """Request bodies that must be one JSON object: parsed once, the same way, with one clear error.
 
-A body is hostile input: besides being JSON, it must nest at most
+A body is hostile input: besides being JSON (strictly: no ``NaN``, no
+member named twice), it must nest at most
 ``MAX_DEPTH`` deep (a deeply nested document costs recursion wherever it is
 later copied or serialized) and hold only strings that can be stored as
 UTF-8 (``"\\ud800"`` decodes to a lone surrogate, which no encoder accepts).
@@ -27,12 +28,37 @@ def json_object(body: bytes, *, limit: int, what: str) -> dict[str, object]:
     if len(body) > limit:
         raise InvalidRequestBody(f"{what} is larger than {limit} bytes.")
     try:
-        doc = json.loads(body)
+        doc = json.loads(body, parse_constant=_refuse_constant, object_pairs_hook=_unique_members)
+    except _DuplicateMember as exc:
+        raise InvalidRequestBody(f"{what} has the member {exc.name!r} more than once.") from None
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidRequestBody(f"{what} must be a JSON object.") from None
     if not isinstance(doc, dict):
         raise InvalidRequestBody(f"{what} must be a JSON object.")
     check_json_value(doc, what)
+    return doc
+
+
+class _DuplicateMember(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _refuse_constant(name: str) -> object:
+    """``NaN`` and ``Infinity`` are not JSON (RFC 8259); Python's parser would accept them."""
+    raise ValueError(name)
+
+
+def _unique_members(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """An object whose member names are unique: with two, which one counts is anyone's guess."""
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _DuplicateMember(name)
+            seen.add(name)
     return doc
 
 

@@ -29,7 +29,7 @@ from .storage.base import Backend
 from .storage.threaded import AsyncStorage, PoolRunner, PoolService, run_inline
 from .web.app import WASApp
 from .web.metrics import MetricsSite, TimedResource
-from .web.protocol import ProblemChannel
+from .web.protocol import AsteriskRequest, ProblemChannel
 from .web.proxy import TrustedProxies, access_log_formatter
 from .web.upload import request_factory
 
@@ -60,7 +60,7 @@ class WASSite(Site):
         bounded = request_factory(max_upload, stream)
         super().__init__(
             resource,
-            requestFactory=type("WASRequest", (TrackedRequest, bounded), {}),
+            requestFactory=type("WASRequest", (AsteriskRequest, TrackedRequest, bounded), {}),
             timeout=self.IDLE_TIMEOUT,
             logFormatter=access_log_formatter(trusted) if trusted else None,
         )

@@ -301,3 +301,10 @@ async def test_repeated_or_odd_single_headers_are_400() -> None:
         BASE + path, headers={**sign(alice, "GET", path), "range": ["bytes=0-1", "bytes=2-3"]}
     )
     await problem(r, 400, "bad-request")
+
+
+@pytest.mark.parametrize("body", [b'{"a":NaN}', b'{"a":-Infinity}', b'{"a":1,"a":2}', b'{"x":{"b":1,"b":1}}'])
+def test_json_object_is_strict_json(body: bytes) -> None:
+    """NaN/Infinity (not JSON) and a member named twice (ambiguous) are refused."""
+    with pytest.raises(InvalidRequestBody):
+        json_object(body, limit=1 << 20, what="X")

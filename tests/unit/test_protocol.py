@@ -73,6 +73,12 @@ CASES = [
         "header-fields-too-large",
     ),
     (
+        "chunk over the upload limit",
+        GET + b"Transfer-Encoding: chunked\r\n\r\n" + b"f" * 40 + b"\r\nx",
+        413,
+        "payload-too-large",
+    ),
+    (
         "501 header fields",
         GET + b"".join(b"X-%d: 1\r\n" % i for i in range(501)) + b"\r\n",
         431,
@@ -97,3 +103,12 @@ def test_one_answer_and_nothing_after() -> None:
 def test_valid_requests_still_served() -> None:
     raw = exchange(GET + b"\r\n")
     assert raw.startswith(b"HTTP/1.1 200 ") and raw.endswith(b"hello")
+
+
+def test_asterisk_target_only_for_options() -> None:
+    """``GET *`` is a 405 problem naming OPTIONS (Twisted's own answer is a bare 405)."""
+    raw = exchange(b"GET * HTTP/1.1\r\nHost: h\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 405 ")
+    assert b"\r\nContent-Type: application/problem+json" in head and b"\r\nAllow: OPTIONS" in head
+    assert json.loads(body)["status"] == 405

@@ -27,12 +27,23 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, ISSLTransport, ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES, HTTPChannel
+from twisted.web.server import Request
 
-from ..errors import BadRequest, HeaderFieldsTooLarge, InvalidId, InvalidRequestBody, UriTooLong, WASError
+from ..errors import (
+    BadRequest,
+    HeaderFieldsTooLarge,
+    InvalidId,
+    InvalidRequestBody,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UriTooLong,
+    WASError,
+)
 from .problems import PROBLEM_JSON, problem_for
 
 #: Seconds the read side stays open after a refusal, dropping what the client still sends.
@@ -133,6 +144,20 @@ class ProblemChannel(HTTPChannel):
             return
         self._reason = InvalidRequestBody("The chunked body is malformed.")
         super().rawDataReceived(data)
+        self._refuse_oversized_chunk()
+
+    def _refuse_oversized_chunk(self) -> None:
+        """A chunk announced larger than the upload limit: 413 now, not after waiting for its bytes.
+
+        (Twisted's chunk decoder takes any size; without this a signed upload would wait for
+        2**160 bytes that never come.)
+        """
+        decoder = self._transferDecoder
+        if self._refused or decoder is None or getattr(decoder, "state", None) != "BODY" or not self.requests:
+            return
+        limit = getattr(self.requests[-1], "max_upload", None)
+        if isinstance(limit, int) and getattr(decoder, "length", 0) > limit:
+            self.refuse(PayloadTooLarge(f"The body is larger than {limit} bytes."))
 
     def allContentReceived(self) -> None:
         # Twisted may still refuse a form body it parses itself (multipart/form-data on POST).
@@ -151,6 +176,10 @@ class ProblemChannel(HTTPChannel):
         self.setTimeout(None)
         transport: Any = self.transport
         transport.write(problem_response(error))
+        # A request already routed on its headers (a streamed body) must not answer too.
+        pending, self.requests = self.requests, []
+        for request in pending:
+            request.connectionLost(Failure(ConnectionDone("The request was refused.")))
         network: Any = self._networkProducer
         network.unregisterProducer()
         if _half_closable(transport):
@@ -170,3 +199,23 @@ class ProblemChannel(HTTPChannel):
             self._linger.cancel()
         self._linger = None
         super().connectionLost(reason)
+
+
+class AsteriskRequest(Request):
+    """A ``Request`` whose ``*`` target (RFC 9110 7.1: for ``OPTIONS`` only) is refused as a problem.
+
+    Twisted answers ``GET *`` with a bare 405 of its own.
+    """
+
+    def _handleStar(self) -> None:
+        if self.method == b"OPTIONS":
+            super()._handleStar()
+            return
+        status, body, extra = problem_for(MethodNotAllowed(("OPTIONS",)))
+        self.setResponseCode(status)
+        self.setHeader(b"content-type", PROBLEM_JSON)
+        self.setHeader(b"content-length", b"%d" % len(body))
+        for name, value in extra.items():
+            self.setHeader(name, value)
+        self.write(body)
+        self.finish()
