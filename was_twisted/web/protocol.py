@@ -84,8 +84,9 @@ def _half_closable(transport: object) -> bool:
 class ProblemChannel(HTTPChannel):
     """An ``HTTPChannel`` whose own refusals are problem documents (see the module docstring)."""
 
-    #: Why the next refusal happens, set before each step of parsing that may refuse.
-    _reason: WASError | None = None
+    #: The step of parsing under way (what a refusal from Twisted is about); errors are built only then.
+    _phase = "line"
+    _request_line = b""
     #: The answer has been sent: everything the client sends from now on is dropped.
     _refused = False
     _linger: IDelayedCall | None = None
@@ -111,7 +112,10 @@ class ProblemChannel(HTTPChannel):
                 else HeaderFieldsTooLarge(f"The request header block is larger than {limit} bytes.")
             )
             return
-        self._reason = _request_line_error(line) if first else BadRequest("A header line is malformed.")
+        if first:
+            self._phase, self._request_line = "line", line
+        else:
+            self._phase = "header"
         super().lineReceived(line)
 
     def lineLengthExceeded(self, line: bytes) -> None:
@@ -126,23 +130,19 @@ class ProblemChannel(HTTPChannel):
         if self._receivedHeaderCount >= self.maxHeaders:
             self.refuse(HeaderFieldsTooLarge(f"The request has more than {self.maxHeaders} header fields."))
             return False
-        self._reason = BadRequest(
-            "A header line must be a field name, a colon and a value without NUL, CR or LF."
-        )
+        self._phase = "header"
         ok: bool = super().headerReceived(line)
         return ok
 
     def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
-        self._reason = InvalidRequestBody(
-            "Content-Length must be one decimal number, Transfer-Encoding only chunked, not both."
-        )
+        self._phase = "framing"
         ok: bool = super()._maybeChooseTransferDecoder(header, data)
         return ok
 
     def rawDataReceived(self, data: bytes) -> None:
         if self._refused:
             return
-        self._reason = InvalidRequestBody("The chunked body is malformed.")
+        self._phase = "chunk"
         super().rawDataReceived(data)
         self._refuse_oversized_chunk()
 
@@ -161,11 +161,28 @@ class ProblemChannel(HTTPChannel):
 
     def allContentReceived(self) -> None:
         # Twisted may still refuse a form body it parses itself (multipart/form-data on POST).
-        self._reason = InvalidRequestBody("The form body is malformed.")
+        self._phase = "form"
         super().allContentReceived()
 
     def _respondToBadRequestAndDisconnect(self) -> None:
-        self.refuse(self._reason or BadRequest("The request is not valid HTTP/1.1."))
+        self.refuse(self._refusal())
+
+    def _refusal(self) -> WASError:
+        """The error Twisted's refusal stands for, from the step of parsing it happened in."""
+        phase = self._phase
+        if phase == "line":
+            return _request_line_error(self._request_line)
+        if phase == "header":
+            return BadRequest(
+                "A header line must be a field name, a colon and a value without NUL, CR or LF."
+            )
+        if phase == "framing":
+            return InvalidRequestBody(
+                "Content-Length must be one decimal number, Transfer-Encoding only chunked, not both."
+            )
+        if phase == "chunk":
+            return InvalidRequestBody("The chunked body is malformed.")
+        return InvalidRequestBody("The form body is malformed.")
 
     def refuse(self, error: WASError) -> None:
         """Answer ``error`` as a problem document, then close gently (once; later calls do nothing)."""
