@@ -5,7 +5,7 @@ Klein would answer a path that percent-decodes to invalid UTF-8 with a
 ``Location`` they build, or pick the first of two ``Authorization`` headers
 while a proxy in front picked the last.  ``GuardResource`` sits in front of
 the router (behind CORS, so its refusals keep the CORS headers) and checks,
-in this order, what no route should have to:
+in one pass over the headers and then the path, what no route should have to:
 
 - ``Host`` (RFC 9112 3.2): required on HTTP/1.1, never repeated, and a
   host name or IP literal with an optional port (400 ``bad-request``);
@@ -22,10 +22,12 @@ authorization reveals nothing.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from urllib.parse import unquote_to_bytes
 
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
@@ -33,16 +35,18 @@ from ..errors import BadRequest, InvalidId, RepeatedAuthorization, WASError
 from .problems import PROBLEM_JSON, problem_for
 
 #: Headers a signature or capability invocation is read from: one of each, or none.
-AUTHORIZATION_HEADERS = (
-    b"authorization",
-    b"signature-input",
-    b"signature",
-    b"capability-invocation",
-    b"digest",
-    b"content-digest",
+AUTHORIZATION_HEADERS = frozenset(
+    {
+        b"authorization",
+        b"signature-input",
+        b"signature",
+        b"capability-invocation",
+        b"digest",
+        b"content-digest",
+    }
 )
 #: Other headers read as one value, where two would leave the meaning to whoever reads first.
-SINGLE_HEADERS = (b"content-type", b"range", b"if-range", b"key-epoch", b"writer-id")
+SINGLE_HEADERS = frozenset({b"content-type", b"range", b"if-range", b"key-epoch", b"writer-id"})
 
 _LABELS = re.compile(rb"[A-Za-z0-9_~-]+(?:\.[A-Za-z0-9_~-]+)*\.?")
 _HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[^\[\]:]+)(?::([0-9]{1,5}))?")
@@ -57,12 +61,17 @@ def check_host(values: list[bytes] | None, version: bytes) -> None:
         return
     if len(values) > 1:
         raise BadRequest("The request has more than one Host header.")
-    match = _HOST.fullmatch(values[0])
-    if match is None or not _host_name(match.group(1)) or int(match.group(2) or 0) > 65535:
+    if not _valid_host(values[0]):
         raise BadRequest("The Host header is not a host name or IP address with an optional port.")
 
 
-def _host_name(host: bytes) -> bool:
+@functools.lru_cache(maxsize=256)
+def _valid_host(value: bytes) -> bool:
+    """Remembered: clients send the same few values on every request."""
+    match = _HOST.fullmatch(value)
+    if match is None or int(match.group(2) or 0) > 65535:
+        return False
+    host = match.group(1)
     if host.startswith(b"["):
         try:
             ipaddress.IPv6Address(host[1:-1].decode("ascii"))
@@ -75,34 +84,42 @@ def _host_name(host: bytes) -> bool:
 def check_path(uri: bytes) -> None:
     """``InvalidId`` unless the path (before ``?``) percent-decodes to valid UTF-8."""
     path = uri.partition(b"?")[0]
+    if b"%" not in path:
+        return  # Twisted admits only printable ASCII in a request target
     try:
         unquote_to_bytes(path).decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidId("The path is not valid UTF-8 once percent-decoded.") from None
 
 
-def check_headers(request: IRequest) -> None:
-    """Refuse repeated single-valued headers and a ``Content-Type`` that is not visible ASCII."""
-    headers = request.requestHeaders
-    for name in AUTHORIZATION_HEADERS:
-        values = headers.getRawHeaders(name)
-        if values is not None and len(values) > 1:
-            raise RepeatedAuthorization(f"The request has more than one {name.decode().title()} header.")
-    for name in SINGLE_HEADERS:
-        values = headers.getRawHeaders(name)
-        if values is not None and len(values) > 1:
-            raise BadRequest(f"The request has more than one {name.decode().title()} header.")
-    content_type = headers.getRawHeaders(b"content-type")
-    if content_type and not _VISIBLE.fullmatch(content_type[0]):
-        raise BadRequest("The Content-Type header must be visible ASCII.")
+def check_headers(headers: Headers, version: bytes) -> None:
+    """``Host``, repeated single-valued headers and ``Content-Type``, in one pass over the headers."""
+    host: list[bytes] | None = None
+    for name, values in headers.getAllRawHeaders():
+        lowered = name.lower()
+        if lowered == b"host":
+            host = list(values)
+            continue
+        if len(values) > 1:
+            if lowered in AUTHORIZATION_HEADERS:
+                raise RepeatedAuthorization(f"The request has more than one {name.decode()} header.")
+            if lowered in SINGLE_HEADERS:
+                raise BadRequest(f"The request has more than one {name.decode()} header.")
+        if lowered == b"content-type" and not _visible(values[0]):
+            raise BadRequest("The Content-Type header must be visible ASCII.")
+    check_host(host, version)
+
+
+@functools.lru_cache(maxsize=256)
+def _visible(value: bytes) -> bool:
+    return _VISIBLE.fullmatch(value) is not None
 
 
 def check_request(request: IRequest) -> None:
-    """Every check, in the order the module docstring gives."""
+    """Every check of the module docstring: the headers (``Host`` among them), then the path."""
     version: bytes = getattr(request, "clientproto", b"HTTP/1.1")  # Twisted's Request has it; IRequest not
-    check_host(request.requestHeaders.getRawHeaders(b"host"), version)
+    check_headers(request.requestHeaders, version)
     check_path(request.uri)
-    check_headers(request)
 
 
 def refuse(request: IRequest, error: WASError) -> bytes:
