@@ -142,6 +142,10 @@ class HeaderFieldsTooLarge(WASError):
     """The header block is larger than the server reads, or has too many fields (431)."""
 
 
+class RequestTimeout(WASError):
+    """The client started a request and stopped sending it for the idle timeout (408)."""
+
+
 class MethodNotAllowed(WASError):
     """The target exists as a route but not for this method; ``allowed`` lists those it has."""
 

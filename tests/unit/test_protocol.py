@@ -6,6 +6,7 @@ import json
 
 import pytest
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web.resource import Resource
 
@@ -112,3 +113,30 @@ def test_asterisk_target_only_for_options() -> None:
     assert head.startswith(b"HTTP/1.1 405 ")
     assert b"\r\nContent-Type: application/problem+json" in head and b"\r\nAllow: OPTIONS" in head
     assert json.loads(body)["status"] == 405
+
+
+def _clocked_channel() -> tuple[ProblemChannel, StringTransport, Clock]:
+    site = WASSite(_Hello(), access_log=False)
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
+    assert isinstance(channel, ProblemChannel)
+    clock = Clock()
+    channel.callLater = clock.callLater  # type: ignore[method-assign]
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    return channel, transport, clock
+
+
+def test_unfinished_request_gets_408_at_the_idle_timeout() -> None:
+    channel, transport, clock = _clocked_channel()
+    channel.dataReceived(b"PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
+    clock.advance(WASSite.IDLE_TIMEOUT + 1)
+    code, doc = problem_of(transport.value())
+    assert (code, doc["type"]) == (408, SPEC + "request-timeout")
+
+
+def test_idle_connection_closes_without_an_answer() -> None:
+    channel, transport, clock = _clocked_channel()
+    channel.dataReceived(GET + b"\r\n")
+    answered = transport.value()
+    clock.advance(WASSite.IDLE_TIMEOUT + 1)
+    assert transport.value() == answered and transport.disconnecting

@@ -25,6 +25,7 @@ from ..errors import (
     PreconditionFailed,
     RangeNotSatisfiable,
     RepeatedAuthorization,
+    RequestTimeout,
     ReservedId,
     SpaceExists,
     StorageFailure,
@@ -76,6 +77,7 @@ PROBLEMS: dict[type[WASError], Problem] = {
     BadRequest: Problem(400, "bad-request", "Malformed HTTP request."),
     UriTooLong: Problem(414, "uri-too-long", "Request line too long."),
     HeaderFieldsTooLarge: Problem(431, "header-fields-too-large", "Request header fields too large."),
+    RequestTimeout: Problem(408, "request-timeout", "Request not completed in time."),
     Unavailable: Problem(503, "storage-error", "Service temporarily unavailable."),
     StorageFailure: Problem(500, "storage-error", "Storage error."),
 }

@@ -9,7 +9,8 @@ request line over ``MAX_LENGTH``, 431 for a header line over it, a header
 block over ``totalHeadersSize`` or more than ``maxHeaders`` fields, 400
 ``invalid-id`` for a request target that is not ASCII (UTF-8 must be
 percent-encoded), 400 ``invalid-request-body`` for a body that is not
-framed as it says, 400 ``bad-request`` for the rest.
+framed as it says, 400 ``bad-request`` for the rest; and a request begun
+but not finished within the idle timeout gets 408 before the close.
 
 The connection is closed after the answer (the rest of the stream cannot
 be trusted to start a request), gently: the write side first, then the
@@ -41,6 +42,7 @@ from ..errors import (
     InvalidRequestBody,
     MethodNotAllowed,
     PayloadTooLarge,
+    RequestTimeout,
     UriTooLong,
     WASError,
 )
@@ -163,6 +165,14 @@ class ProblemChannel(HTTPChannel):
         # Twisted may still refuse a form body it parses itself (multipart/form-data on POST).
         self._phase = "form"
         super().allContentReceived()
+
+    def timeoutConnection(self) -> None:
+        """Idle for ``timeOut`` seconds: 408 if a request was started and never finished, else just close."""
+        request = self.requests[-1] if self.requests else None
+        if request is not None and not self._handlingRequest and not request.startedWriting:
+            self.refuse(RequestTimeout(f"The request was not completed within {self.timeOut} seconds."))
+            return
+        super().timeoutConnection()
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         self.refuse(self._refusal())
