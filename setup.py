@@ -40,6 +40,7 @@ setup(
             "openapi-spec-validator>=0.7",  # validates /openapi.json (tests/unit/test_openapi.py)
             "schemathesis>=4.0",  # fuzzes the real process from /openapi.json
             "matplotlib>=3.8",  # the benchmark report's charts (tests/unit/test_bench_report.py)
+            "hypothesis>=6.100",  # property-based tests of the parsers (tests/unit/test_parser_properties.py)
         ],
         "dev": ["mypy>=1.10", "mypy-zope>=1.0", "ruff>=0.5"],
     },

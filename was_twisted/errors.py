@@ -44,6 +44,14 @@ class InvalidAuthorization(WASError):
     """The Authorization header is malformed, expired or does not verify."""
 
 
+class RepeatedAuthorization(WASError):
+    """An authorization header, or a parameter inside one, is repeated: which one counts is anyone's guess.
+
+    Refused (400 ``invalid-authorization-header``) whatever the profile, rather than
+    trusting the first or the last: a proxy and the server might pick differently.
+    """
+
+
 class InvalidDigest(WASError):
     """The body does not match its ``Digest`` / ``Content-Digest``, or a required one is missing."""
 
@@ -117,6 +125,25 @@ class StorageFailure(WASError):
 
 class PayloadTooLarge(WASError):
     """The request body is larger than the server accepts (``WAS_MAX_UPLOAD_BYTES``)."""
+
+
+class BadRequest(WASError):
+    """The HTTP message itself is malformed: request line, header syntax, ``Host``, body framing.
+
+    Not in the spec's registry (it assumes well-formed HTTP): our documented extension ``bad-request``.
+    """
+
+
+class UriTooLong(WASError):
+    """The request line is longer than the server reads (414)."""
+
+
+class HeaderFieldsTooLarge(WASError):
+    """The header block is larger than the server reads, or has too many fields (431)."""
+
+
+class RequestTimeout(WASError):
+    """The client started a request and stopped sending it for the idle timeout (408)."""
 
 
 class MethodNotAllowed(WASError):

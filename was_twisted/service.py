@@ -29,6 +29,7 @@ from .storage.base import Backend
 from .storage.threaded import AsyncStorage, PoolRunner, PoolService, run_inline
 from .web.app import WASApp
 from .web.metrics import MetricsSite, TimedResource
+from .web.protocol import AsteriskRequest, ProblemChannel
 from .web.proxy import TrustedProxies, access_log_formatter
 from .web.upload import request_factory
 
@@ -42,6 +43,9 @@ class WASSite(Site):
 
     #: Seconds an idle connection is kept (Twisted's default is 12 hours).
     IDLE_TIMEOUT = 120
+    #: Twisted's channel, but its own refusals (bad request line, chunking, sizes) are problem documents.
+    #: (Plain HTTP/1.1: Twisted's HTTP/2 wrapper needs the h2 package, which is not a dependency.)
+    protocol = ProblemChannel  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -56,7 +60,7 @@ class WASSite(Site):
         bounded = request_factory(max_upload, stream)
         super().__init__(
             resource,
-            requestFactory=type("WASRequest", (TrackedRequest, bounded), {}),
+            requestFactory=type("WASRequest", (AsteriskRequest, TrackedRequest, bounded), {}),
             timeout=self.IDLE_TIMEOUT,
             logFormatter=access_log_formatter(trusted) if trusted else None,
         )

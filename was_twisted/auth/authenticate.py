@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..errors import InvalidAuthorization
+from ..errors import InvalidAuthorization, RepeatedAuthorization
 from .authorize import ANONYMOUS, Invocation
 from .rfc9421 import verify_message_signature
-from .signatures import SignatureError, VerifiedSignature, verify_authorization
+from .signatures import RepeatedParameter, SignatureError, VerifiedSignature, verify_authorization
 from .zcap import CapabilityInvocation, ZcapError, parse_capability_invocation
 
 
@@ -119,6 +119,9 @@ def authenticate(
             return ANONYMOUS
         if zcap is not None:
             _require_covered(verified, req.headers, req.host)
+    except RepeatedParameter as exc:
+        # Hostile rather than merely wrong: refused (400) even where a bad signature counts as none.
+        raise RepeatedAuthorization(str(exc)) from exc
     except (SignatureError, ZcapError) as exc:
         if lenient:
             return ANONYMOUS

@@ -24,7 +24,7 @@ from http_message_signatures import (
 )
 
 from was_twisted.auth.didkey import DidKeyError, did_for, public_key_for
-from was_twisted.auth.signatures import SignatureError, VerifiedSignature, check_window
+from was_twisted.auth.signatures import RepeatedParameter, SignatureError, VerifiedSignature, check_window
 
 __all__ = ["verify_message_signature"]
 
@@ -47,8 +47,10 @@ class _Parsed:
 
 
 def _refuse_duplicate_label(key: str, context: str) -> None:
+    """Structured fields let a repeated key win silently; here any repeat (label or parameter) is refused."""
     if context == "dictionary":
-        raise SignatureError(f"The signature label {key} appears more than once.")
+        raise RepeatedParameter(f"The signature label {key} appears more than once.")
+    raise RepeatedParameter(f"The signature parameter {key} appears more than once.")
 
 
 def _parse_dictionary(name: str, value: str) -> dict[str, Any]:

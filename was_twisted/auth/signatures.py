@@ -21,6 +21,7 @@ from was_twisted.auth.didkey import DidKeyError, did_for, public_key_for
 __all__ = [
     "check_window",
     "ParsedSignature",
+    "RepeatedParameter",
     "SignatureError",
     "VerifiedSignature",
     "parse_authorization",
@@ -42,6 +43,10 @@ _INT_RE = re.compile(r"[0-9]{1,15}\Z")
 
 class SignatureError(ValueError):
     """The Authorization header is unacceptable; the message is a sentence safe to show a client."""
+
+
+class RepeatedParameter(SignatureError):
+    """A signature parameter (or RFC 9421 label) appears twice: refused, never first- or last-wins."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,7 @@ def parse_authorization(value: str) -> ParsedSignature:
             raise SignatureError("The Signature parameters are malformed.")
         name = pm.group(1)
         if name in params:
-            raise SignatureError(f"The Signature parameter {name} appears more than once.")
+            raise RepeatedParameter(f"The Signature parameter {name} appears more than once.")
         quoted = pm.group(2)
         params[name] = quoted if quoted is not None else pm.group(3)
         pos = pm.end()

@@ -49,6 +49,7 @@ from ..operations.collection_model import is_json_type
 from ..ready import READY, Readiness
 from .bodypipe import BodyPipe
 from .cors import cors_resource
+from .guard import GuardResource
 from .limits import BoundedRequest
 from .openapi import document_bytes as openapi_document
 from .preconditions import condition_from
@@ -72,10 +73,11 @@ class HeaderView(Mapping[str, str]):
         self._headers = request.requestHeaders
 
     def __getitem__(self, name: str) -> str:
-        values = self._headers.getRawHeaders(name)
+        # Asked by bytes name, so Twisted does not decode (it would raise on invalid UTF-8).
+        values = self._headers.getRawHeaders(name.encode("latin-1"))
         if not values:
             raise KeyError(name)
-        return values[0] if isinstance(values[0], str) else values[0].decode("latin-1")
+        return _text(values[0])
 
     def __iter__(self) -> Iterator[str]:
         for name, _ in self._headers.getAllRawHeaders():
@@ -83,6 +85,14 @@ class HeaderView(Mapping[str, str]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self._headers.getAllRawHeaders())
+
+
+def _text(value: bytes) -> str:
+    """A header value as text: UTF-8 as clients sign it, else Latin-1 (any bytes, never an error)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
 
 def _decode_once(raw: str) -> str:
@@ -230,8 +240,8 @@ class WASApp:
         return self.public_url or _base_url(request, self.trusted)
 
     def resource(self) -> IResource:
-        """Klein's resource behind the CORS layer (``WAS_CORS_ORIGINS``), so errors carry it too."""
-        return cors_resource(self.app.resource(), self.operations.settings.cors_origins)
+        """Klein's resource behind the guard (``guard.py``) and CORS: refusals carry CORS too."""
+        return cors_resource(GuardResource(self.app.resource()), self.operations.settings.cors_origins)
 
     # -- errors --------------------------------------------------------------
 

@@ -13,7 +13,9 @@ LINKSET = "application/linkset+json"
 
 #: Why each error status is answered, and the registry types it carries.
 ERRORS: dict[int, str] = {
-    400: "Bad input: an invalid id or path, body, cursor, `limit`, digest or precondition header.",
+    400: "Bad input: an invalid id or path, body, cursor, `limit`, digest or precondition header, "
+    "or malformed HTTP (`bad-request`: a bad `Host`, a repeated header). Any request may also get "
+    "408 `request-timeout`, 414 `uri-too-long` or 431 `header-fields-too-large`.",
     401: "A signature is required here, or the one sent is malformed or does not verify.",
     403: "`legacy` profile: a valid signature by a DID that may not act here.",
     404: "Absent, or the caller may not know it exists (both answers are byte-identical).",

@@ -6,8 +6,10 @@ import json
 from dataclasses import dataclass
 
 from ..errors import (
+    BadRequest,
     ControllerMismatch,
     Forbidden,
+    HeaderFieldsTooLarge,
     IdConflict,
     InvalidAuthorization,
     InvalidCursor,
@@ -22,12 +24,15 @@ from ..errors import (
     PayloadTooLarge,
     PreconditionFailed,
     RangeNotSatisfiable,
+    RepeatedAuthorization,
+    RequestTimeout,
     ReservedId,
     SpaceExists,
     StorageFailure,
     Unavailable,
     UnsupportedBackend,
     UnsupportedOperation,
+    UriTooLong,
     WASError,
 )
 
@@ -52,6 +57,7 @@ PROBLEMS: dict[type[WASError], Problem] = {
     MissingAuthorization: Problem(401, "missing-authorization", "Authorization required."),
     InvalidAuthorization: Problem(401, "invalid-authorization-header", "Invalid Authorization header."),
     InvalidDigest: Problem(400, "invalid-authorization-header", "Invalid Authorization header."),
+    RepeatedAuthorization: Problem(400, "invalid-authorization-header", "Invalid Authorization header."),
     ReservedId: Problem(409, "reserved-id", "Reserved id."),
     Forbidden: Problem(403, "forbidden", "Forbidden."),
     SpaceExists: Problem(409, "id-conflict", "A Space with this id already exists."),
@@ -67,6 +73,11 @@ PROBLEMS: dict[type[WASError], Problem] = {
     UnsupportedOperation: Problem(501, "unsupported-operation", "Operation not supported."),
     PayloadTooLarge: Problem(413, "payload-too-large", "Upload exceeds the maximum upload size."),
     MethodNotAllowed: Problem(405, "unsupported-operation", "Method not allowed."),
+    # Not in the spec's registry (it assumes well-formed HTTP): our documented extensions.
+    BadRequest: Problem(400, "bad-request", "Malformed HTTP request."),
+    UriTooLong: Problem(414, "uri-too-long", "Request line too long."),
+    HeaderFieldsTooLarge: Problem(431, "header-fields-too-large", "Request header fields too large."),
+    RequestTimeout: Problem(408, "request-timeout", "Request not completed in time."),
     Unavailable: Problem(503, "storage-error", "Service temporarily unavailable."),
     StorageFailure: Problem(500, "storage-error", "Storage error."),
 }
