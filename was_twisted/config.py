@@ -50,6 +50,10 @@ class Settings:
     strict_collections: bool = False
     #: Worker processes sharing the listening sockets (``WAS_WORKERS``, ``--workers``); 1: no parent.
     workers: int = 1
+    #: Seconds between sweeps for leftovers (``sweeper.py``); 0: no sweeper.
+    sweep_interval: int = 3600
+    #: Seconds after which an unfinished multipart upload or temp file is a leftover.
+    sweep_age: int = 24 * 3600
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -222,4 +226,6 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_trusted_proxies(env),
         strict_collections=_flag(env, "WAS_STRICT_COLLECTIONS", False),
         workers=parse_workers(env.get("WAS_WORKERS", "").strip() or "1"),
+        sweep_interval=_int(env, "WAS_SWEEP_INTERVAL", 3600, 0, 7 * 24 * 3600),
+        sweep_age=_int(env, "WAS_SWEEP_AGE", 24 * 3600, 1, 30 * 24 * 3600),
     )
