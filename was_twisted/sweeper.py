@@ -174,10 +174,11 @@ class SweeperService(Service):
     def sweep_once(self) -> defer.Deferred[Any] | None:
         if self.running_sweep is not None:
             return None  # the last one is still going (a large pending delete): skip this turn
-        d = deferToThreadPool(self.reactor, self.pool, sweep, self.backend, self.age, None, self.stop_event)
+        d = self.running_sweep = deferToThreadPool(
+            self.reactor, self.pool, sweep, self.backend, self.age, None, self.stop_event
+        )
         d.addCallbacks(self._report, self._failed)
         d.addBoth(self._done)
-        self.running_sweep = d
         return None
 
     def _report(self, report: SweepReport) -> None:

@@ -11,16 +11,21 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
 
 from tests.unit.test_storage_contract import allow
 from was_twisted import admin
-from was_twisted.config import ConfigError, settings_from_env
+from was_twisted.config import ConfigError, Settings, settings_from_env
+from was_twisted.service import build_service
 from was_twisted.storage.base import SpaceRecord
 from was_twisted.storage.filesystem import FilesystemBackend
 from was_twisted.storage.memory import MemoryBackend
 from was_twisted.storage.s3 import S3Backend
 from was_twisted.storage.s3_upload import abort
-from was_twisted.sweeper import sweep
+from was_twisted.sweeper import SweeperService, sweep
 
 BUCKET = "was-sweep"
 ALICE = "did:key:z6MkAlice"
@@ -208,3 +213,74 @@ def test_admin_sweep_prints_what_it_did(
     monkeypatch.setenv("WAS_STORAGE_BACKEND", "memory")
     assert admin.main(["sweep"]) == 0
     assert "nothing to sweep" in capsys.readouterr().out
+
+
+# -- the service ---------------------------------------------------------------------------
+
+
+class InlinePool:
+    """A thread pool that runs each call at once, on this thread (``deferToThreadPool``'s contract)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.hold: list[Any] = []
+
+    def callInThreadWithCallback(self, onResult: Any, f: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N802, N803
+        self.calls += 1
+        try:
+            result = f(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the Deferred
+            onResult(False, Failure(exc))
+            return
+        onResult(True, result)
+
+
+class InlineReactor(Clock):
+    def callFromThread(self, f: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N802
+        f(*args, **kwargs)
+
+
+def test_service_sweeps_at_start_up_then_every_interval(tmp_path: Path) -> None:
+    b = FilesystemBackend(tmp_path)
+    reactor, pool = InlineReactor(), InlinePool()
+    service = SweeperService(b, reactor, pool, interval=3600, age=DAY)  # type: ignore[arg-type]
+    (tmp_path / "spaces" / ".deleting-a-1").mkdir(parents=True)
+    service.startService()
+    assert pool.calls == 1 and not (tmp_path / "spaces" / ".deleting-a-1").exists()
+    (tmp_path / "spaces" / ".deleting-b-2").mkdir()
+    reactor.advance(3599)
+    assert pool.calls == 1
+    reactor.advance(1)
+    assert pool.calls == 2 and not (tmp_path / "spaces" / ".deleting-b-2").exists()
+    assert service.stopService() is None and service.stop_event.is_set()
+    reactor.advance(7200)
+    assert pool.calls == 2
+
+
+def test_service_skips_a_turn_while_a_sweep_runs_and_stop_waits_for_it() -> None:
+    reactor = InlineReactor()
+    service = SweeperService(MemoryBackend(), reactor, InlinePool(), interval=10, age=DAY)  # type: ignore[arg-type]
+    pending: defer.Deferred[Any] = defer.Deferred()
+    service.running_sweep = pending
+    service.sweep_once()
+    assert service.running_sweep is pending  # no second sweep at once
+    stopped = service.stopService()
+    assert stopped is pending and service.stop_event.is_set()
+
+
+def test_only_worker_zero_sweeps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --workers, children 1.. build no sweeper; a single process or worker 0 does."""
+    settings = Settings(backend="filesystem", root_dir=str(tmp_path))
+
+    def sweepers() -> int:
+        top = build_service(settings, MemoryReactorClock(), ["tcp:0:interface=127.0.0.1"])
+        return sum(isinstance(s, SweeperService) for s in top)
+
+    assert sweepers() == 1
+    monkeypatch.setenv("WAS_WORKER_INDEX", "0")
+    assert sweepers() == 1
+    monkeypatch.setenv("WAS_WORKER_INDEX", "1")
+    assert sweepers() == 0
+    monkeypatch.delenv("WAS_WORKER_INDEX")
+    settings = Settings(backend="filesystem", root_dir=str(tmp_path), sweep_interval=0)
+    assert sweepers() == 0
