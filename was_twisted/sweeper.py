@@ -107,7 +107,10 @@ def _sweep_s3(backend: Any, older_than: float, report: SweepReport, stop: thread
                 report.stopped_early = True
                 return
             try:
-                if backend.finish_delete(space_id):
+                if backend.finish_delete(space_id, stop.is_set):
+                    if stop.is_set():
+                        report.stopped_early = True
+                        return
                     report.deletes_finished.append(space_id)
             except StorageError as exc:
                 report.failures.append(f"finishing the delete of space {space_id}: {exc}")

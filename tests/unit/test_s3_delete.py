@@ -9,6 +9,7 @@ import io
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import boto3
 import pytest
@@ -214,4 +215,32 @@ def test_request_cost_of_a_delete(s3: tuple[S3Backend, Any]) -> None:
     b.calls.clear()
     b.delete_space("s1", allow)
     assert b.calls["DeleteObjects"] == 4 and b.calls["HeadObject"] == 4 and b.calls["ListObjectsV2"] == 4
+    assert leftovers(raw) == []
+
+
+def test_a_finish_cut_short_keeps_its_marker(
+    s3: tuple[S3Backend, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped between batches (shutdown), a finisher leaves the marker: the next sweep carries on."""
+    b, raw = s3
+    monkeypatch.setattr(s3_module, "DELETE_BATCH", 3)
+    fill(b, raw)
+
+    def die(params: dict[str, Any], **_: Any) -> None:
+        raise Killed
+
+    b.client.meta.events.register("before-parameter-build.s3.DeleteObjects", die)
+    with pytest.raises(Killed):
+        b.delete_space("s1", allow)
+    b.client.meta.events.unregister("before-parameter-build.s3.DeleteObjects", die)
+    batches = {"n": 0}
+
+    def stop() -> bool:
+        batches["n"] += 1
+        return batches["n"] > 1  # one batch, then stop
+
+    assert b.finish_delete("s1", stop) is True
+    assert b.pending_deletes()[0][0] == "s1"
+    assert f"pfx/controllers/{quote(ALICE, safe='')}/s1" in raw_keys(raw)  # not reached
+    assert b.finish_delete("s1") is True
     assert leftovers(raw) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,11 @@ def test_s3_sweep_finishes_a_pending_delete(mocked_aws: None) -> None:
         b.delete_space("s1", allow)
     b.client.meta.events.unregister("before-call.s3.DeleteObjects", die)
     assert b.pending_deletes()[0][0] == "s1"
+    stopping = threading.Event()
+    stopping.set()  # shutting down: the sweep stops before the next batch, leaving the marker
+    report = sweep(b, DAY, stop=stopping)
+    assert report.stopped_early and report.deletes_finished == []
+    assert b.pending_deletes()[0][0] == "s1" and b.get_space("s1") is None
     report = sweep(b, DAY)
     assert report.deletes_finished == ["s1"]
     assert b.pending_deletes() == [] and b.list_spaces(ALICE) == []

@@ -28,7 +28,7 @@ knows nothing of markers: it is left alone and only the marker goes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -88,14 +88,18 @@ class S3Deletes(S3Conditional):
         except ClientError as exc:
             raise StorageError(f"DeleteObject {key}: {exc}") from exc
 
-    def _purge(self, space_id: str, controller: str) -> int:
-        """Steps 3 and 4; how many keys went.  Stops quietly when another finisher got there first."""
+    def _purge(self, space_id: str, controller: str, stop: Callable[[], bool] = lambda: False) -> int:
+        """Steps 3 and 4; how many keys went.
+
+        Stops quietly when another finisher got there first, and between
+        batches when ``stop()`` (a sweep cut short by shutdown: the marker stays).
+        """
         marker = self._deleting_key(space_id)
         deleted = 0
 
         def batch(keys: list[str]) -> None:
             # Listed before this check: while the marker stands, no re-created space's key exists.
-            if self._head(marker) is None:
+            if stop() or self._head(marker) is None:
                 raise _Finished(space_id)
             self._delete_keys(keys)
 
@@ -109,6 +113,8 @@ class S3Deletes(S3Conditional):
                 batch(keys)
                 deleted += len(keys)
         except _Finished:
+            return deleted
+        if stop():
             return deleted
         self._delete_object(marker)
         return deleted
@@ -132,7 +138,7 @@ class S3Deletes(S3Conditional):
                     found.append((space_id, obj["LastModified"].timestamp()))
         return found
 
-    def finish_delete(self, space_id: str) -> bool:
+    def finish_delete(self, space_id: str, stop: Callable[[], bool] = lambda: False) -> bool:
         """Finish a marked delete; False if there was none.
 
         A space re-created meanwhile by a server that knows no markers is kept.
@@ -157,7 +163,7 @@ class S3Deletes(S3Conditional):
                 )
                 self._delete_object(self._deleting_key(space_id))
                 return True
-        self._purge(space_id, controller)
+        self._purge(space_id, controller, stop)
         return True
 
     def _finish_before_create(self, space_id: str, current: SpaceRecord | None) -> None:
