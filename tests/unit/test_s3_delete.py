@@ -244,3 +244,22 @@ def test_a_finish_cut_short_keeps_its_marker(
     assert f"pfx/controllers/{quote(ALICE, safe='')}/s1" in raw_keys(raw)  # not reached
     assert b.finish_delete("s1") is True
     assert leftovers(raw) == []
+
+
+def test_a_record_changed_under_the_delete_is_decided_again(s3: tuple[S3Backend, Any]) -> None:
+    """The record is rewritten between the delete's read and its unlink: If-Match refuses; read again."""
+    b, raw = s3
+    fill(b, raw)
+    guarded: list[SpaceRecord | None] = []
+    rewrites = {"left": 1}
+
+    def rewrite(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"].endswith("_meta.json") and rewrites["left"]:
+            rewrites["left"] -= 1
+            doc = {"id": "urn:uuid:s1", "controller": ALICE, "name": "renamed"}
+            raw.put_object(Bucket=BUCKET, Key=params["Key"], Body=json.dumps(doc).encode())
+
+    b.client.meta.events.register("before-parameter-build.s3.DeleteObject", rewrite)
+    assert b.delete_space("s1", guarded.append) is True
+    assert len(guarded) == 2 and guarded[1] is not None and guarded[1].etag != guarded[0].etag  # type: ignore[union-attr]
+    assert leftovers(raw) == []

@@ -34,7 +34,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from twisted.logger import Logger
 
-from .base import Guard, SpaceRecord, StorageError
+from .base import Guard, SpaceRecord, StorageBusy, StorageError
 from .s3_bucket import _CONFLICT, _MISSING, _code
 from .s3_conditional import S3Conditional
 
@@ -57,18 +57,19 @@ class S3Deletes(S3Conditional):
 
     def delete_space(self, space_id: str, guard: Guard) -> bool:
         """Mark, unlink the record (404 from here on), then purge; True if the space existed."""
-        current, etag = self._load_space(space_id)
-        guard(current)
-        if current is None:
-            return False
-        marker = json.dumps({"controller": current.controller, "etag": etag}).encode()
-        self._put(self._deleting_key(space_id), marker, "application/json")
-        if not self._unlink_record(space_id, etag):
+        for _ in range(5):
+            current, etag = self._load_space(space_id)
+            guard(current)
+            if current is None:
+                return False
+            marker = json.dumps({"controller": current.controller, "etag": etag}).encode()
+            self._put(self._deleting_key(space_id), marker, "application/json")
+            if self._unlink_record(space_id, etag):
+                self._purge(space_id, current.controller)
+                return True
             # The record changed or went since we read it: decide again on what is there now.  The
             # marker stays (a concurrent delete may own it); a finisher drops it if the space lives.
-            return self.delete_space(space_id, guard)
-        self._purge(space_id, current.controller)
-        return True
+        raise StorageBusy(f"space {space_id} kept changing under concurrent writes")
 
     def _unlink_record(self, space_id: str, etag: str | None) -> bool:
         """DeleteObject the record if its ETag is still ``etag``; False if S3 says it changed."""
