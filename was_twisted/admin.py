@@ -9,6 +9,12 @@ crash left behind.  The server also runs it by itself at start-up when the
 bucket has no complete index; this command is for after a crash, or to do it
 once before opening the doors.
 
+``sweep`` removes what crashes left behind, once, as the server does at
+start-up and every ``WAS_SWEEP_INTERVAL`` (``sweeper.py``): pending space
+deletes, stale multipart uploads and index entries (S3), tombstones, stale
+temporary files and empty space directories (filesystem).  It prints what it
+did, and exits 1 if something could not be removed (the next sweep retries).
+
 ``adopt-collections`` creates a collection record for every top-level
 container a space already uses (``/space/S/c/...``), so that data written
 before (by the existing server, or by us without strict collections) keeps
@@ -110,6 +116,23 @@ def _reindex(settings: Settings) -> int:
     return 0
 
 
+def _sweep(settings: Settings, age: int | None) -> int:
+    if settings.backend == "memory":
+        print("memory storage keeps nothing across restarts: nothing to sweep")
+        return 0
+    from .service import make_backend
+    from .sweeper import sweep
+
+    backend = make_backend(settings)
+    try:
+        report = sweep(backend, settings.sweep_age if age is None else age)
+    finally:
+        backend.close()
+    for line in report.lines():
+        print(line)
+    return 1 if report.failures else 0
+
+
 def _adopt(settings: Settings, space_ids: list[str], every: bool) -> int:
     if settings.backend == "memory":
         raise ConfigError(
@@ -143,6 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="was-admin", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("reindex", help="rebuild the S3 index of spaces by controller")
+    sweep = sub.add_parser(
+        "sweep",
+        help="remove what crashes left: pending space deletes, stale multipart uploads and temp files",
+    )
+    sweep.add_argument(
+        "--age",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="keep uploads and temp files younger than this (default: WAS_SWEEP_AGE, 86400)",
+    )
     adopt = sub.add_parser(
         "adopt-collections",
         help="create collection records for the top-level containers spaces already use "
@@ -152,12 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     adopt.add_argument("--all", action="store_true", help="every space in the data directory or bucket")
     add_commands(sub)
     args = parser.parse_args(argv)
-    if args.command not in ("reindex", "adopt-collections"):
+    if args.command not in ("reindex", "sweep", "adopt-collections"):
         return run(args)
     try:
         settings = settings_from_env()
         if args.command == "reindex":
             return _reindex(settings)
+        if args.command == "sweep":
+            if args.age is not None and args.age < 0:
+                raise ConfigError("sweep --age must be 0 or more seconds.")
+            return _sweep(settings, args.age)
         return _adopt(settings, args.space_ids, args.all)
     except ConfigError as exc:
         print(f"was: {exc}", file=sys.stderr)

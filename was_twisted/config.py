@@ -54,6 +54,10 @@ class Settings:
     s3_connect_timeout: int = 3
     s3_read_timeout: int = 15
     s3_max_attempts: int = 3
+    #: Seconds between sweeps for leftovers (``sweeper.py``); 0: no sweeper.
+    sweep_interval: int = 3600
+    #: Seconds after which an unfinished multipart upload or temp file is a leftover.
+    sweep_age: int = 24 * 3600
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -229,4 +233,6 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         s3_connect_timeout=_int(env, "WAS_S3_CONNECT_TIMEOUT", 3, 1, 300),
         s3_read_timeout=_int(env, "WAS_S3_READ_TIMEOUT", 15, 1, 3600),
         s3_max_attempts=_int(env, "WAS_S3_MAX_ATTEMPTS", 3, 1, 10),
+        sweep_interval=_int(env, "WAS_SWEEP_INTERVAL", 3600, 0, 7 * 24 * 3600),
+        sweep_age=_int(env, "WAS_SWEEP_AGE", 24 * 3600, 1, 30 * 24 * 3600),
     )

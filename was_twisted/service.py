@@ -27,6 +27,7 @@ from .ready import Readiness, ReadinessService
 from .sdnotify import NotifyService
 from .storage.base import Backend
 from .storage.threaded import AsyncStorage, PoolRunner, PoolService, run_inline
+from .sweeper import SweeperService
 from .web.app import WASApp
 from .web.metrics import MetricsSite, TimedResource
 from .web.protocol import AsteriskRequest, ProblemChannel
@@ -189,6 +190,11 @@ def build_service(
             ReindexService(backend, reactor, pool.pool).setServiceParent(top)
             if metrics:
                 metrics.watch_s3(backend)
+        # One sweeper per data directory or bucket: with --workers, worker 0's.
+        if settings.sweep_interval and os.environ.get("WAS_WORKER_INDEX", "0") == "0":
+            SweeperService(
+                backend, reactor, pool.pool, settings.sweep_interval, settings.sweep_age
+            ).setServiceParent(top)
     log.info(
         "was: {profile} profile, {backend} storage ({where}), listening on {endpoints}",
         profile=settings.profile,

@@ -207,6 +207,7 @@ class Supervisor(Service):
         env.update(
             WAS_WORKERS="1",
             WAS_WORKER_PARENT=str(os.getpid()),
+            WAS_WORKER_INDEX=str(worker.index),  # worker 0 alone sweeps (sweeper.py)
             NOTIFY_SOCKET=worker.notify_name,
         )
         return env

@@ -217,12 +217,15 @@ def test_crash_between_index_and_record(s3: Any) -> None:
 
 
 def test_requests_per_operation(s3: Any) -> None:
-    """Read: 2 GETs side by side; write: GET + PUT; create: 3; list: 1 LIST; delete resource: 2."""
+    """Read: 2 GETs side by side; write: GET + PUT; create: 4; list: 1 LIST; delete resource: 2.
+
+    A create GETs the record, then the pending-delete marker (``s3_delete.py``), then PUTs twice.
+    """
     b = backend()
     b.reindex()
     b.calls.clear()
     create(b, "s1")
-    assert b.calls == {"GetObject": 1, "PutObject": 2}
+    assert b.calls == {"GetObject": 2, "PutObject": 2}
     b.calls.clear()
     b.write_resource("s1", "/r", io.BytesIO(b"x"), "text/plain", allow)
     assert b.calls == {"GetObject": 1, "PutObject": 1}

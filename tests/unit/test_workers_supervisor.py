@@ -106,6 +106,7 @@ def test_children_get_the_socket_and_never_systemds_variables(parent: Any) -> No
     assert os.stat(supervisor.notify_dir).st_mode & 0o777 == 0o700
     assert os.path.dirname(supervisor.notify_dir) == os.environ["RUNTIME_DIRECTORY"]
     assert "LISTEN_FDS" not in env and env["WAS_WORKERS"] == "1"
+    assert env["WAS_WORKER_INDEX"] == "1"  # only worker 0 runs the sweeper
 
 
 def test_ready_once_every_child_serves(parent: Any) -> None:

@@ -275,8 +275,11 @@ class Backend(Protocol):
     def delete_space(self, space_id: str, guard: Guard) -> bool:
         """Delete a space, its resources and its records after ``guard(current)``; True if it existed.
 
-        Order: resources, then records, then the space record itself, so a
-        crash part-way leaves a space that still exists and can be deleted again.
+        Atomic to readers: the space is gone (``get_space`` is ``None``) before
+        any resource or record goes, and stays gone through a crash; what a
+        crash leaves is invisible and the sweeper (``was_twisted/sweeper.py``)
+        removes it.  Filesystem: one rename away; S3: a marker, then the record
+        (``s3_delete.py``); memory: one step.
         """
         ...
 
@@ -360,9 +363,8 @@ class Backend(Protocol):
 
     # Records beside a space (policies, zCap revocations): small documents keyed by name.
     # ``name`` is any non-empty string (an anchor path, a capability id); ``kind`` is one of
-    # ``RECORD_KINDS`` (``ValueError`` otherwise).  ``delete_space`` removes them after the
-    # resources and before the space record, so an interrupted delete never leaves resources
-    # without the policies and revocations that governed them.
+    # ``RECORD_KINDS`` (``ValueError`` otherwise).  ``delete_space`` removes them with the
+    # space, only once the space reads as absent, so no resource outlives its policies visibly.
 
     def get_records(self, space_id: str, kind: str, names: Sequence[str]) -> dict[str, bytes]:
         """The records of ``kind`` among ``names`` that exist (absent ones left out); {} if no such space.

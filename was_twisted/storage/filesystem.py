@@ -58,6 +58,7 @@ from was_twisted.storage.base import (
 )
 
 from .filesystem_records import FilesystemRecords
+from .filesystem_sweep import TOMBSTONE_PREFIX
 from .filesystem_tree import (
     _CHUNK,
     _DATA_SUFFIX,
@@ -125,7 +126,8 @@ class FilesystemBackend(FilesystemRecords):
         The directory is first renamed to ``spaces/.deleting-*`` so the space
         vanishes in one step (a concurrent writer's rename then fails or lands
         in the tombstone), and only then removed; a crash mid-removal leaves a
-        dot-directory that nothing reads.  Resources, policies, revocations and
+        dot-directory that nothing reads and the sweeper removes
+        (``filesystem_sweep.py``).  Resources, policies, revocations and
         ``_meta.json`` go in that one rename, so no order of removal can ever
         show resources without their records.
         """
@@ -136,9 +138,9 @@ class FilesystemBackend(FilesystemRecords):
             guard(current)
             if current is None:
                 return False
-            tomb = os.path.join(self._spaces_dir, f".deleting-{space_id}-{uuid.uuid4().hex}")
+            tomb = os.path.join(self._spaces_dir, f"{TOMBSTONE_PREFIX}{space_id}-{uuid.uuid4().hex}")
             if not _fits(os.path.basename(tomb)):
-                tomb = os.path.join(self._spaces_dir, f".deleting-{uuid.uuid4().hex}")
+                tomb = os.path.join(self._spaces_dir, f"{TOMBSTONE_PREFIX}{uuid.uuid4().hex}")
             try:
                 # Waits for commits in flight in other processes; theirs after this find it gone.
                 with _flocked(space_dir), locks.commit:

@@ -38,7 +38,6 @@ import io
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, cast
 from urllib.parse import quote, unquote
@@ -72,7 +71,8 @@ from .s3_bucket import (
     _parse_timestamp,
     make_client,
 )
-from .s3_conditional import S3Conditional, _total_size
+from .s3_conditional import _total_size
+from .s3_delete import S3Deletes
 from .s3_upload import upload
 
 __all__ = [
@@ -92,7 +92,7 @@ __all__ = [
 _PART_POOL_LOCK = threading.Lock()
 
 
-class S3Backend(S3Conditional):
+class S3Backend(S3Deletes):
     """The ``Backend`` contract over one bucket and key prefix."""
 
     # -- start-up -------------------------------------------------------------
@@ -128,9 +128,13 @@ class S3Backend(S3Conditional):
         return self._load_space(space_id)[0]
 
     def put_space(self, space_id: str, build: Builder) -> tuple[bool, SpaceRecord]:
-        """Create with ``IfNoneMatch='*'``, update with ``IfMatch``: concurrent writers never overwrite."""
+        """Create with ``IfNoneMatch='*'``, update with ``IfMatch``: concurrent writers never overwrite.
+
+        A create first finishes a pending delete of the same id (``s3_delete.py``).
+        """
         for _ in range(5):
             current, etag = self._load_space(space_id)
+            self._finish_before_create(space_id, current)
             record = build(current)
             if record.space_id != space_id:
                 raise ValueError("build returned a record for another space")
@@ -157,44 +161,6 @@ class S3Backend(S3Conditional):
         now, _ = self._load_space(space_id)
         if now is None or now.controller != controller:
             self._delete_keys([self._index_key(controller, space_id)])
-
-    def delete_space(self, space_id: str, guard: Guard) -> bool:
-        """Resources, then policies, then revocations, then the record and index entry.
-
-        Each group's DeleteObjects calls finish before the next group's begin,
-        so a crash leaves a space that still exists, to delete again, and
-        never resources whose policies or revocations are already gone.
-        """
-        current, _ = self._load_space(space_id)
-        guard(current)
-        if current is None:
-            return False
-        meta_key = self._meta_key(space_id)
-        # Resources (and their metadata records) may be millions: page by page, never all in memory.
-        for prefix in (self._resources_prefix(space_id), self._records_prefix(space_id, "metadata")):
-            for page in self._list(prefix):
-                keys = [o["Key"] for o in page.get("Contents", [])]
-                if keys:
-                    self._delete_keys(keys)
-        # What is left is small: records, keys we do not know, and writes that raced the pass above.
-        self._delete_in_order(space_id, (k for k in self._space_keys(space_id) if k != meta_key))
-        self._delete_keys([meta_key, self._index_key(current.controller, space_id)])
-        # A write that raced the listing would be orphaned under a later space of this id.
-        self._delete_in_order(space_id, self._space_keys(space_id))
-        return True
-
-    def _space_keys(self, space_id: str) -> Iterator[str]:
-        for page in self._list(self._space_prefix(space_id)):
-            for obj in page.get("Contents", []):
-                yield str(obj["Key"])
-
-    def _delete_in_order(self, space_id: str, keys: Iterable[str]) -> None:
-        """Delete ``keys`` group by group in ``_delete_rank`` order; no batch mixes two groups."""
-        groups: dict[int, list[str]] = {}
-        for key in keys:
-            groups.setdefault(self._delete_rank(space_id, key), []).append(key)
-        for rank in sorted(groups):
-            self._delete_keys(groups[rank])
 
     def list_spaces(
         self, controller: str, *, start_after: str | None = None, limit: int | None = None
@@ -224,12 +190,6 @@ class S3Backend(S3Conditional):
             if limit is not None and len(found) >= limit:
                 return found[:limit]
         return found
-
-    def _scan_space_ids(self) -> Iterator[str]:
-        root = f"{self.prefix}spaces/"
-        for page in self._list(root, delimiter="/"):
-            for common in page.get("CommonPrefixes", []):
-                yield common["Prefix"][len(root) :].rstrip("/")
 
     def _scan_spaces(self) -> list[tuple[str, SpaceRecord]]:
         """Every space's record (GETs run side by side): the existing server's O(n) way."""

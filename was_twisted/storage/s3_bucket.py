@@ -27,7 +27,6 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from .base import (
-    RECORD_KINDS,
     RECORD_SUFFIX,
     Guard,
     KeyTooLong,
@@ -149,6 +148,8 @@ class S3Bucket:
         self._side = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="was-s3-side")
         self._if_match_unquoted = False
         self.indexed = False
+        #: Multipart uploads (key, upload id) whose abort failed: the sweeper retries them, any age.
+        self.failed_aborts: set[tuple[str, str]] = set()
 
     # -- keys ---------------------------------------------------------------
 
@@ -181,18 +182,6 @@ class S3Bucket:
         if len(key.encode("utf-8")) > MAX_KEY_BYTES:
             raise KeyTooLong(f"key of {len(key.encode('utf-8'))} bytes")
         return key
-
-    def _delete_rank(self, space_id: str, key: str) -> int:
-        """Where a key of the space falls in a delete: resources, anything else, records, the space record."""
-        rest = key[len(self._space_prefix(space_id)) :]
-        top, slash, _ = rest.partition("/")
-        if not slash:
-            return len(RECORD_KINDS) + 2 if rest == "_meta.json" else 1
-        if top == "resources":
-            return 0
-        if top in RECORD_KINDS:
-            return 2 + RECORD_KINDS.index(top)
-        return 1
 
     def _index_prefix(self, controller: str) -> str:
         return f"{self.prefix}controllers/{quote(controller, safe='')}/"

@@ -27,9 +27,12 @@ from concurrent.futures import Executor, Future, wait
 from typing import Any, BinaryIO, cast
 
 from botocore.exceptions import ClientError
+from twisted.logger import Logger
 
 from .base import StorageError
 from .s3_bucket import _CONFLICT, _MISSING, PART_SIZE, WRITE_TOKEN, S3Bucket, _code, _Conflict
+
+_log = Logger("was_twisted.storage.s3_upload")
 
 #: Parts uploading at once for one body (each holds one part in memory).
 PARTS_IN_FLIGHT = 4
@@ -167,8 +170,17 @@ def _multipart(
 
 
 def abort(bucket: S3Bucket, key: str, upload_id: str) -> None:
-    """Needs s3:AbortMultipartUpload (beyond the seed's policy; README.rst names it)."""
+    """Needs s3:AbortMultipartUpload (beyond the seed's policy; README.rst names it).
+
+    An abort that fails is remembered in ``bucket.failed_aborts`` and logged:
+    the sweeper (``was_twisted/sweeper.py``) retries it on its next run.
+    """
     try:
         bucket.client.abort_multipart_upload(Bucket=bucket.bucket, Key=key, UploadId=upload_id)
-    except Exception:  # noqa: BLE001 - best effort: the caller is already failing
-        pass
+    except Exception as exc:  # noqa: BLE001 - the caller is already failing; the sweeper retries
+        bucket.failed_aborts.add((key, upload_id))
+        _log.warn(
+            "s3: aborting the multipart upload of {key} failed ({error}); the sweeper retries it",
+            key=key,
+            error=exc,
+        )
