@@ -50,6 +50,9 @@ class Settings:
     strict_collections: bool = False
     #: Worker processes sharing the listening sockets (``WAS_WORKERS``, ``--workers``); 1: no parent.
     workers: int = 1
+    #: filesystem: flush every write to stable storage before answering (``WAS_FSYNC``; off trades
+    #: durability for speed: a power cut may lose acknowledged writes).
+    fsync: bool = True
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -222,4 +225,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_trusted_proxies(env),
         strict_collections=_flag(env, "WAS_STRICT_COLLECTIONS", False),
         workers=parse_workers(env.get("WAS_WORKERS", "").strip() or "1"),
+        fsync=_flag(env, "WAS_FSYNC", True),
     )

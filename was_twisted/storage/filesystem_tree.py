@@ -29,6 +29,8 @@ from was_twisted.storage.base import (
     check_record,
 )
 
+from .filesystem_commit import Flush, GroupCommit, no_flush
+
 _CHUNK = 64 * 1024
 _NAME_MAX = 255
 _TMP_PREFIX = ".tmp-"
@@ -171,10 +173,19 @@ class _SpaceLocks:
 
 
 class FilesystemTree:
-    """The tree under ``root`` and its locks."""
+    """The tree under ``root``, its locks, and the group commit every durable change goes through.
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    ``fsync=False`` (``WAS_FSYNC=off``) skips every flush: a crash of the
+    machine may then lose acknowledged writes (files stay whole: the renames
+    still protect readers and a killed process).  ``flush`` overrides how a
+    batch is flushed (tests, benchmarks).
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str], *, fsync: bool = True, flush: Flush | None = None
+    ) -> None:
         self._root = os.fspath(root)
+        self._commit = GroupCommit(flush if fsync else no_flush)
         self._spaces_dir = os.path.join(self._root, "spaces")
         os.makedirs(self._spaces_dir, exist_ok=True)
         self._locks_lock = threading.Lock()
@@ -239,11 +250,17 @@ class FilesystemTree:
                 os.unlink(tmp)
             raise
 
-    def _replace_atomically(self, target: str, data: bytes) -> None:
-        """Write a small file whole: temp file, fsync, rename."""
+    def _replace_atomically(self, target: str, data: bytes, dirs: tuple[str, ...] = ()) -> None:
+        """Write a small file whole and durably: temp file, flush, rename, flush its directory.
+
+        Both flushes are group-commit rounds (``filesystem_commit``); ``dirs``
+        are further directories to make durable in the second (one whose new
+        entry made ``target``'s directory, say).
+        """
         directory = os.path.dirname(target)
         with self._temp_file(directory) as (f, tmp):
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            self._commit.sync(files=(f.fileno(),))
             os.replace(tmp, target)
+        self._commit.sync(dirs=(directory, *dirs))
