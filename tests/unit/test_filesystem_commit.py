@@ -237,3 +237,38 @@ async def test_a_put_is_answered_only_after_its_flush(tmp_path: Path, alice: Ed2
         if port is not None:
             await port.stopListening()
         pool.stop()
+
+
+def test_a_batched_call_merges_its_last_rounds_and_flushes_before_returning(tmp_path: Path) -> None:
+    """Content then record in one storage call: three flushes, not four; all done when it returns."""
+    flush = RecordingFlush()
+    backend = _backend(tmp_path, flush)
+    resources = str(tmp_path / "data" / "spaces" / "s1" / "resources")
+
+    def composite() -> str:
+        backend.write_resource("s1", "/r", io.BytesIO(b"x"), "text/plain", allow)
+        assert len(flush.calls) == 1  # the names' round is put off...
+        backend.put_resource_meta("s1", "/r", b"{}")
+        return "done"
+
+    assert backend.batched(composite) == "done"
+    # ...and joins the record's temp-file round; the record's name is flushed at the end.
+    assert len(flush.calls) == 3
+    assert resources in flush.calls[1][1]
+    assert flush.calls[2][1][0].endswith("metadata")
+    # Outside a batched call nothing is put off.
+    backend.write_resource("s1", "/r", io.BytesIO(b"y"), "text/plain", allow)
+    assert len(flush.calls) == 5
+
+
+def test_a_batched_call_that_fails_still_flushes_what_it_renamed(tmp_path: Path) -> None:
+    flush = RecordingFlush()
+    backend = _backend(tmp_path, flush)
+
+    def composite() -> None:
+        backend.write_resource("s1", "/r", io.BytesIO(b"x"), "text/plain", allow)
+        raise RuntimeError("later step failed")
+
+    with pytest.raises(RuntimeError):
+        backend.batched(composite)
+    assert len(flush.calls) == 2 and flush.calls[1][1][0].endswith("resources")

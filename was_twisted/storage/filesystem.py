@@ -143,7 +143,7 @@ class FilesystemBackend(FilesystemRecords):
                     os.rename(space_dir, tomb)
             except FileNotFoundError:
                 return False
-            self._commit.sync(dirs=(self._spaces_dir,))
+            self._sync_dirs((self._spaces_dir,))
         shutil.rmtree(tomb, ignore_errors=True)
         return True
 
@@ -286,7 +286,7 @@ class FilesystemBackend(FilesystemRecords):
                 meta_tmp = None
                 if _stored_content_type(meta_path) != content_type:
                     meta_tmp = self._write_meta_temp(temps, res_dir, content_type, durable)
-                self._commit.sync(files=durable)  # round 1: the bytes, before any name points at them
+                self._sync_files(durable)  # round 1: the bytes, before any name points at them
                 with locks.write:
                     if self._load_space(space_id) is None:
                         raise SpaceMissing(f"space {space_id!r} was deleted")
@@ -306,7 +306,7 @@ class FilesystemBackend(FilesystemRecords):
             if e.errno == errno.ENAMETOOLONG:
                 raise KeyTooLong(str(e)) from e
             raise
-        self._commit.sync(dirs=(res_dir, *new_dirs))  # round 2: the renames
+        self._sync_dirs((res_dir, *new_dirs))  # round 2: the renames
         return ResourceInfo(content_type, st.st_size, _etag(st), _mtime(st))
 
     def _write_meta_temp(
@@ -321,7 +321,7 @@ class FilesystemBackend(FilesystemRecords):
         mf.write(json.dumps({"content_type": content_type}, ensure_ascii=False).encode("utf-8"))
         mf.flush()
         if durable is None:
-            self._commit.sync(files=(mf.fileno(),))
+            self._sync_files((mf.fileno(),))
         else:
             durable.append(mf.fileno())
         return mtmp
@@ -375,7 +375,7 @@ class FilesystemBackend(FilesystemRecords):
             except SpaceMissing:
                 check_condition(condition, None)
                 return False
-            self._commit.sync(dirs=(res_dir,))
+            self._sync_dirs((res_dir,))
             return True
 
     def list_resources(
@@ -463,7 +463,7 @@ class FilesystemBackend(FilesystemRecords):
                         os.unlink(os.path.join(res_dir, stem + _META_SUFFIX))
                 deleted += 1
             if deleted:
-                self._commit.sync(dirs=(res_dir,))
+                self._sync_dirs((res_dir,))
             return deleted
 
     def ping(self) -> None:

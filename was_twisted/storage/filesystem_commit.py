@@ -120,8 +120,13 @@ def syncfs_each(files: Sequence[int], dirs: Sequence[str]) -> None:
 
 
 def default_flush() -> Flush:
-    """``syncfs`` where the platform has it, else ``fsync`` of each file and directory."""
-    return syncfs_each if _SYNCFS is not None else fsync_each
+    """``fsync`` of each file (by its writer, in parallel) and each distinct directory (once per batch).
+
+    ``syncfs_each`` is faster on a data volume of its own, but on a shared
+    one it also writes back every other process's dirty data: on the
+    benchmark machine it was 3.7x slower under load (bench/README.rst).
+    """
+    return fsync_each
 
 
 def no_flush(files: Sequence[int], dirs: Sequence[str]) -> None:

@@ -144,7 +144,7 @@ class FilesystemRecords(FilesystemTree):
                 os.unlink(os.path.join(rec_dir, file_name))
             except (FileNotFoundError, NotADirectoryError):
                 return False
-            self._commit.sync(dirs=(rec_dir,))
+            self._sync_dirs((rec_dir,))
             return True
 
     def list_records(self, space_id: str, kind: str, guard: Guard) -> list[tuple[str, bytes]]:
@@ -229,4 +229,4 @@ class FilesystemRecords(FilesystemTree):
                 os.unlink(os.path.join(rec_dir, file_name))
             except (FileNotFoundError, NotADirectoryError):
                 return
-            self._commit.sync(dirs=(rec_dir,))
+            self._sync_dirs((rec_dir,))
