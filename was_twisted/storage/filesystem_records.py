@@ -203,19 +203,22 @@ class FilesystemRecords(FilesystemTree):
         if not _fits(file_name):
             return  # a path this long still serves its content type and size; it keeps no record
         locks = self._space_locks(space_id)
-        with locks.write:
-            made: tuple[str, ...] = ()
-            try:
-                os.mkdir(rec_dir)  # not makedirs: a space deleted meanwhile must not come back
-                made = (os.path.dirname(rec_dir),)  # a new name in the space's directory
-            except FileExistsError:
-                pass
-            except FileNotFoundError:
-                return
-            try:
-                self._replace_atomically(os.path.join(rec_dir, file_name), bytes(data), made)
-            except FileNotFoundError:
-                return
+        made: tuple[str, ...] = ()
+        try:
+            os.mkdir(rec_dir)  # not makedirs: a space deleted meanwhile must not come back
+            made = (os.path.dirname(rec_dir),)  # a new name in the space's directory
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            return
+        try:
+            # Written and flushed with no lock held; the space's write lock covers only the rename,
+            # so other writers of the space never wait for this flush.
+            with self._staged(rec_dir, bytes(data)) as tmp, locks.write:
+                os.replace(tmp, os.path.join(rec_dir, file_name))
+        except FileNotFoundError:
+            return
+        self._sync_dirs((rec_dir, *made))
 
     def delete_resource_meta(self, space_id: str, path: str) -> None:
         """Unlink the record file, if any."""

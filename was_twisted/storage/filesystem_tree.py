@@ -295,6 +295,23 @@ class FilesystemTree:
                 os.unlink(tmp)
             raise
 
+    @contextlib.contextmanager
+    def _staged(self, directory: str, data: bytes) -> Iterator[str]:
+        """A temp file in ``directory`` holding ``data``, already on disk (round 1); removed unless renamed.
+
+        Staging needs no lock: the caller takes its locks only for the checks
+        and the rename, never across a flush that other writers would wait for.
+        """
+        with self._temp_file(directory) as (f, tmp):
+            f.write(data)
+            f.flush()
+            self._sync_files((f.fileno(),))
+            try:
+                yield tmp
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)  # not renamed: the caller decided against it (or failed)
+
     def _replace_atomically(self, target: str, data: bytes, dirs: tuple[str, ...] = ()) -> None:
         """Write a small file whole and durably: temp file, flush, rename, flush its directory.
 
@@ -303,9 +320,6 @@ class FilesystemTree:
         entry made ``target``'s directory, say).
         """
         directory = os.path.dirname(target)
-        with self._temp_file(directory) as (f, tmp):
-            f.write(data)
-            f.flush()
-            self._sync_files((f.fileno(),))
+        with self._staged(directory, data) as tmp:
             os.replace(tmp, target)
         self._sync_dirs((directory, *dirs))
