@@ -39,6 +39,8 @@ _TMP_PREFIX = ".tmp-"
 _META = "_meta.json"
 _DATA_SUFFIX = ".data"
 _META_SUFFIX = ".meta"
+#: Parsed space records kept (``_load_space``); past this many the memo starts again empty.
+_SPACES_SEEN = 4096
 
 
 def _check_space_id(space_id: str) -> None:
@@ -190,6 +192,8 @@ class FilesystemTree:
         self._commit = GroupCommit(flush if fsync else no_flush)
         #: Directories renamed into during the current ``batched`` call, per thread (``None``: not in one).
         self._deferred = threading.local()
+        #: Parsed space records by id, with the ``stat`` of the file they came from (see ``_load_space``).
+        self._spaces_seen: dict[str, tuple[tuple[int, ...], SpaceRecord]] = {}
         self._spaces_dir = os.path.join(self._root, "spaces")
         os.makedirs(self._spaces_dir, exist_ok=True)
         self._locks_lock = threading.Lock()
@@ -267,10 +271,28 @@ class FilesystemTree:
         return os.path.join(self._space_dir(space_id), kind)
 
     def _load_space(self, space_id: str) -> SpaceRecord | None:
-        """Read ``_meta.json``; ``None`` if absent, ``StorageError`` if present but unreadable."""
+        """Read ``_meta.json``; ``None`` if absent, ``StorageError`` if present but unreadable.
+
+        A PUT looks its space up three times and a GET once, so a parsed
+        record is kept per space and reused while a ``stat`` shows the same
+        file (device, inode, mtime, ctime, size): every write of it is a
+        rename of a new file, so any change shows.  (Only another program
+        rewriting it in place, same size, within one clock tick, could go
+        unseen; one process per data directory.)
+        """
         if not _fits(space_id):
             return None
         meta = os.path.join(self._space_dir(space_id), _META)
+        try:
+            st = os.stat(meta)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StorageError(f"cannot read {meta}: {e}") from e
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+        seen = self._spaces_seen.get(space_id)
+        if seen is not None and seen[0] == key:
+            return seen[1]
         try:
             with open(meta, "rb") as f:
                 raw = f.read()
@@ -281,7 +303,12 @@ class FilesystemTree:
             raise StorageError(f"cannot read {meta}: {e}") from e
         if not isinstance(doc, dict) or "controller" not in doc:
             raise StorageError(f"{meta} is not a space document")
-        return dataclasses.replace(SpaceRecord.from_json(space_id, doc), etag=_space_etag(raw))
+        record = dataclasses.replace(SpaceRecord.from_json(space_id, doc), etag=_space_etag(raw))
+        if len(self._spaces_seen) >= _SPACES_SEEN:
+            self._spaces_seen.clear()
+        # Keyed by the stat before the read: if the file was replaced in between, the next stat differs.
+        self._spaces_seen[space_id] = (key, record)
+        return record
 
     @contextlib.contextmanager
     def _temp_file(self, directory: str) -> Iterator[tuple[IO[bytes], str]]:
