@@ -21,9 +21,11 @@ Beside ``resources/``, ours only (the existing server never looks there)::
 
 Every file is written whole to a ``.tmp-*`` file in the same directory,
 fsynced and renamed into place, so readers and crashes see an old file or a
-new one, never part of one.  Names starting with ``.`` are never a space or
-a resource (quoted paths start with ``%2F``), which is what lets temp files
-and tombstones share the directories safely.
+new one, never part of one; concurrent writes share their flushes
+(``filesystem_commit``: group commit, and why it keeps that promise).
+Names starting with ``.`` are never a space or a resource (quoted paths
+start with ``%2F``), which is what lets temp files and tombstones share the
+directories safely.
 """
 
 from __future__ import annotations
