@@ -37,16 +37,17 @@ one.  Every writer returns only after the flush of its batch *completed*;
 if it failed, every writer in the batch raises it (nothing is answered 2xx
 on a failed flush).
 
-The flush itself, measured on ext4 (bench/README.rst): one ``syncfs(2)`` per
-file system in the batch (Linux; it writes back and commits the journal
-once, whatever the batch size, and reports writeback errors since 5.8);
-elsewhere one ``fsync`` per file and per distinct directory.
+The flush, chosen by measuring on ext4 (bench/README.rst): each writer
+calls ``fsync`` on its own temp files, in parallel with the others (the
+kernel merges concurrent calls into one journal commit; one thread doing a
+batch's files in turn waits for a commit each), and the batch's directories
+get one ``fsync`` each from its leader, however many writers renamed into
+them.  One ``syncfs(2)`` per batch was as fast on a quiet disk but 3.7x
+slower on a shared one: it writes back every other process's dirty data too.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 import threading
@@ -54,21 +55,6 @@ from collections.abc import Callable, Sequence
 
 #: The flush a batch runs: (file descriptors, directory paths) -> None; raises ``OSError`` on failure.
 Flush = Callable[[Sequence[int], Sequence[str]], None]
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    """libc's ``syncfs`` (Linux), or ``None`` where there is none."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        func = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    func.argtypes = [ctypes.c_int]
-    func.restype = ctypes.c_int
-    return func
-
-
-_SYNCFS = _load_syncfs()
 
 
 def _open_dir(path: str) -> int | None:
@@ -96,36 +82,8 @@ def fsync_each(files: Sequence[int], dirs: Sequence[str]) -> None:
             os.close(dir_fd)
 
 
-def syncfs_each(files: Sequence[int], dirs: Sequence[str]) -> None:
-    """One ``syncfs`` per distinct file system among the batch's files and directories."""
-    assert _SYNCFS is not None
-    opened: list[int] = []
-    try:
-        by_device: dict[int, int] = {}
-        for fd in files:
-            by_device.setdefault(os.fstat(fd).st_dev, fd)
-        for path in dict.fromkeys(dirs):
-            dir_fd = _open_dir(path)
-            if dir_fd is None:
-                continue
-            opened.append(dir_fd)
-            by_device.setdefault(os.fstat(dir_fd).st_dev, dir_fd)
-        for fd in by_device.values():
-            if _SYNCFS(fd) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"syncfs: {os.strerror(err)}")
-    finally:
-        for fd in opened:
-            os.close(fd)
-
-
 def default_flush() -> Flush:
-    """``fsync`` of each file (by its writer, in parallel) and each distinct directory (once per batch).
-
-    ``syncfs_each`` is faster on a data volume of its own, but on a shared
-    one it also writes back every other process's dirty data: on the
-    benchmark machine it was 3.7x slower under load (bench/README.rst).
-    """
+    """``fsync`` of each file (by its writer, in parallel) and each distinct directory (once per batch)."""
     return fsync_each
 
 
@@ -147,8 +105,8 @@ class _Batch:
 class GroupCommit:
     """Collects the files and directories writers need durable and flushes them in shared batches.
 
-    ``flush`` is what a batch runs (``default_flush()``, ``fsync_each``, or
-    ``no_flush`` for ``WAS_FSYNC=off``).  ``batches`` and ``synced`` count
+    ``flush`` is what a batch runs (``default_flush()``, or ``no_flush`` for
+    ``WAS_FSYNC=off``; tests pass their own, which then gets the files too).  ``batches`` and ``synced`` count
     flushes and the writers they answered (for tests and benchmarks).
     """
 
