@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import http.client
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +43,8 @@ IO_TIMEOUT_S = 10.0
 MAX_ERROR_BODIES = 5
 LOADGEN_BUSY_PCT = 85  # above this the client, not the server, may be the limit
 MAX_CONSECUTIVE_FAILURES = 50  # a worker gives up rather than spin on a dead server
+#: ``WAS_STORAGE_BACKEND`` for ours (``--ours-backend``); filesystem gets a fresh temp data directory.
+OURS_BACKEND = "memory"
 
 
 # ---------------------------------------------------------------------------
@@ -246,7 +250,7 @@ def free_port() -> int:
 
 
 def server_command(name: str, port: int) -> tuple[list[str], dict[str, str]]:
-    """Command line and environment for each server, both using their in-memory backend."""
+    """Command line and environment for each server: the reference in memory, ours on ``OURS_BACKEND``."""
     env = dict(os.environ)
     if name == "reference":
         cmd = [
@@ -265,7 +269,11 @@ def server_command(name: str, port: int) -> tuple[list[str], dict[str, str]]:
     elif name == "ours":
         twistd = str(Path(sys.executable).parent / "twistd")
         cmd = [twistd, "-n", "--pidfile=", "was", "--listen", f"tcp:{port}:interface=127.0.0.1"]
-        env["WAS_STORAGE_BACKEND"] = "memory"
+        env["WAS_STORAGE_BACKEND"] = OURS_BACKEND
+        if OURS_BACKEND == "filesystem" and port:
+            root = tempfile.mkdtemp(prefix="was-bench-")
+            atexit.register(shutil.rmtree, root, True)
+            env["WAS_STORAGE_ROOT_DIR"] = root
         env["WAS_ACCESS_LOG"] = "off"
         # Let twistd find the plugin even when the project is not pip-installed.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
@@ -383,7 +391,7 @@ def report(runs: list[dict[str, Any]], duration: float) -> str:
     """Per-cell figures, ratios ours/reference where both ran, and memory."""
     title = (
         f"WAS benchmark: 1 KiB signed PUT+GET pairs, {duration:g}s per cell after {WARMUP_S:g}s warm-up, "
-        f"python {platform.python_version()}, {os.cpu_count()} CPUs"
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs, ours on {OURS_BACKEND} storage"
     )
     out = [title, ""]
     rows = [["server", "conc", "req/s", "p50 ms", "p99 ms", "errors", "server CPU%", "loadgen CPU%"]]
@@ -460,7 +468,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=10.0, help="measured seconds per (server, concurrency)")
     ap.add_argument("--servers", default="ours,reference", help="comma list of: ours, reference")
     ap.add_argument("--json", type=Path, help="write raw figures here")
+    ap.add_argument(
+        "--ours-backend",
+        choices=("memory", "filesystem"),
+        default="memory",
+        help="ours' storage (filesystem: a fresh temp directory; WAS_FSYNC etc. pass through)",
+    )
     args = ap.parse_args(argv)
+    global OURS_BACKEND
+    OURS_BACKEND = args.ours_backend
     signal.signal(signal.SIGTERM, _interrupt)  # so `finally` still stops the servers
     if not 0 < args.duration <= 600:
         ap.error("--duration must be in (0, 600]")

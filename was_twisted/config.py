@@ -58,6 +58,9 @@ class Settings:
     sweep_interval: int = 3600
     #: Seconds after which an unfinished multipart upload or temp file is a leftover.
     sweep_age: int = 24 * 3600
+    #: filesystem: flush every write to stable storage before answering (``WAS_FSYNC``; off trades
+    #: durability for speed: a power cut may lose acknowledged writes).
+    fsync: bool = True
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -235,4 +238,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         s3_max_attempts=_int(env, "WAS_S3_MAX_ATTEMPTS", 3, 1, 10),
         sweep_interval=_int(env, "WAS_SWEEP_INTERVAL", 3600, 0, 7 * 24 * 3600),
         sweep_age=_int(env, "WAS_SWEEP_AGE", 24 * 3600, 1, 30 * 24 * 3600),
+        fsync=_flag(env, "WAS_FSYNC", True),
     )

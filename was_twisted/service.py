@@ -91,7 +91,7 @@ def make_backend(settings: Settings) -> Backend:
         raise ConfigError(f"WAS_STORAGE_ROOT_DIR {root!r} cannot be created: {exc.strerror}.") from None
     if not os.access(root, os.W_OK | os.X_OK):
         raise ConfigError(f"WAS_STORAGE_ROOT_DIR {root!r} is not writable by this user.")
-    return FilesystemBackend(root)
+    return FilesystemBackend(root, fsync=settings.fsync)
 
 
 def make_s3_backend(settings: Settings) -> Backend:
@@ -202,6 +202,10 @@ def build_service(
         where=_where(settings),
         endpoints=", ".join(endpoints),
     )
+    if settings.backend == "filesystem" and not settings.fsync:
+        log.warn(
+            "was: WAS_FSYNC=off: writes are answered before they reach the disk; a power cut can lose them"
+        )
     # Delegation chains not yet cached are canonicalized (pyld, milliseconds) off the reactor.
     zcap_pool = PoolService("was-zcap", 2)
     zcap_pool.setServiceParent(top)

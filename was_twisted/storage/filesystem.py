@@ -21,9 +21,11 @@ Beside ``resources/``, ours only (the existing server never looks there)::
 
 Every file is written whole to a ``.tmp-*`` file in the same directory,
 fsynced and renamed into place, so readers and crashes see an old file or a
-new one, never part of one.  Names starting with ``.`` are never a space or
-a resource (quoted paths start with ``%2F``), which is what lets temp files
-and tombstones share the directories safely.
+new one, never part of one; concurrent writes share their flushes
+(``filesystem_commit``: group commit, and why it keeps that promise).
+Names starting with ``.`` are never a space or a resource (quoted paths
+start with ``%2F``), which is what lets temp files and tombstones share the
+directories safely.
 """
 
 from __future__ import annotations
@@ -69,7 +71,6 @@ from .filesystem_tree import (
     _etag,
     _fits,
     _flocked,
-    _fsync_dir,
     _mtime,
     _read_content_type,
     _resource_stem,
@@ -114,10 +115,9 @@ class FilesystemBackend(FilesystemRecords):
                 raise ValueError(f"built record is for {record.space_id!r}, not {space_id!r}")
             os.makedirs(space_dir, exist_ok=True)
             raw = json.dumps(record.to_json(), ensure_ascii=False).encode("utf-8")
-            self._replace_atomically(os.path.join(space_dir, _META), raw)
-            _fsync_dir(space_dir)
-            if current is None:
-                _fsync_dir(self._spaces_dir)
+            # A new space's directory is a new name in spaces/: flushed in the same round.
+            new_name = (self._spaces_dir,) if current is None else ()
+            self._replace_atomically(os.path.join(space_dir, _META), raw, new_name)
             return current is None, dataclasses.replace(record, etag=_space_etag(raw))
 
     def delete_space(self, space_id: str, guard: Guard) -> bool:
@@ -147,7 +147,7 @@ class FilesystemBackend(FilesystemRecords):
                     os.rename(space_dir, tomb)
             except FileNotFoundError:
                 return False
-            _fsync_dir(self._spaces_dir)
+            self._sync_dirs((self._spaces_dir,))
         shutil.rmtree(tomb, ignore_errors=True)
         return True
 
@@ -231,9 +231,13 @@ class FilesystemBackend(FilesystemRecords):
         no copy) and again under the space's ``flock``, just before the
         renames (so another process's write in between is seen).
 
-        Order: the bytes (and a changed ``.meta``) go to temp files and are
-        fsynced first (nothing visible yet); then ``.meta`` is renamed into
-        place, then ``.data``, back to back.
+        Order: the bytes (and a changed ``.meta``) go to temp files, made
+        durable in one group-commit round shared with concurrent writers
+        (nothing is visible yet); then ``.meta`` is renamed into place, then
+        ``.data``, back to back; then a second round makes the renames
+        durable, and only then does the call return (see
+        ``filesystem_commit`` for why two rounds, and why an overwrite's
+        rename needs its directory flushed too).
         ``.data`` is the existence marker, so:
 
         * a new resource is invisible until its bytes land, and by then its
@@ -258,8 +262,10 @@ class FilesystemBackend(FilesystemRecords):
             if not _fits(stem + _DATA_SUFFIX):
                 raise KeyTooLong(f"resource file name is over {_NAME_MAX} bytes")
             res_dir = self._resources_dir(space_id)
+            new_dirs: tuple[str, ...] = ()
             try:
                 os.mkdir(res_dir)  # not makedirs: a space deleted meanwhile must not come back
+                new_dirs = (self._space_dir(space_id),)  # resources/ is a new name there
             except FileExistsError:
                 pass
             except FileNotFoundError as e:
@@ -268,40 +274,61 @@ class FilesystemBackend(FilesystemRecords):
             if condition is not None:  # answered before a byte of the body is read; checked again below
                 check_condition(condition, _data_etag(base + _DATA_SUFFIX))
         content_type = content_type or DEFAULT_CONTENT_TYPE
+        meta_path = base + _META_SUFFIX
         try:
             # The body is copied with no lock held: it may still be arriving from a slow client,
             # and other writes to the space must not wait for it.  The commit below re-checks that
             # the space is still there (a delete renames it away: the rename then fails).
-            with self._temp_file(res_dir) as (f, tmp):
+            with contextlib.ExitStack() as temps:
+                f, tmp = temps.enter_context(self._temp_file(res_dir))
                 shutil.copyfileobj(body, f, _CHUNK)
                 f.flush()
                 stamp = self._stamp()
                 os.utime(f.fileno() if os.utime in os.supports_fd else tmp, ns=(stamp, stamp))
-                os.fsync(f.fileno())
                 st = os.fstat(f.fileno())
+                durable = [f.fileno()]
+                meta_tmp = None
+                if _stored_content_type(meta_path) != content_type:
+                    meta_tmp = self._write_meta_temp(temps, res_dir, content_type, durable)
+                self._sync_files(durable)  # round 1: the bytes, before any name points at them
                 with locks.write:
                     if self._load_space(space_id) is None:
                         raise SpaceMissing(f"space {space_id!r} was deleted")
-                    if _stored_content_type(base + _META_SUFFIX) == content_type:
-                        with self._committing(space_id, base, condition), locks.commit:
-                            os.replace(tmp, base + _DATA_SUFFIX)
-                    else:
-                        meta = json.dumps({"content_type": content_type}, ensure_ascii=False)
-                        with self._temp_file(res_dir) as (mf, mtmp):
-                            mf.write(meta.encode("utf-8"))
-                            mf.flush()
-                            os.fsync(mf.fileno())
-                            with self._committing(space_id, base, condition), locks.commit:
-                                os.replace(mtmp, base + _META_SUFFIX)
-                                os.replace(tmp, base + _DATA_SUFFIX)
+                    if _stored_content_type(meta_path) == content_type:
+                        if meta_tmp is not None:  # another write just stored this type
+                            os.unlink(meta_tmp)
+                            meta_tmp = None
+                    elif meta_tmp is None:  # another write just changed the type: rare, flushed alone
+                        meta_tmp = self._write_meta_temp(temps, res_dir, content_type, None)
+                    with self._committing(space_id, base, condition), locks.commit:
+                        if meta_tmp is not None:
+                            os.replace(meta_tmp, meta_path)
+                        os.replace(tmp, base + _DATA_SUFFIX)
         except FileNotFoundError as e:
             raise SpaceMissing(f"space {space_id!r} was deleted") from e
         except OSError as e:
             if e.errno == errno.ENAMETOOLONG:
                 raise KeyTooLong(str(e)) from e
             raise
-        _fsync_dir(res_dir)
+        self._sync_dirs((res_dir, *new_dirs))  # round 2: the renames
         return ResourceInfo(content_type, st.st_size, _etag(st), _mtime(st))
+
+    def _write_meta_temp(
+        self, temps: contextlib.ExitStack, res_dir: str, content_type: str, durable: list[int] | None
+    ) -> str:
+        """A ``.meta`` temp file holding ``content_type``, removed on exit unless renamed.
+
+        Its descriptor joins ``durable`` (the caller's next flush round), or,
+        with ``None``, is flushed here and now.
+        """
+        mf, mtmp = temps.enter_context(self._temp_file(res_dir))
+        mf.write(json.dumps({"content_type": content_type}, ensure_ascii=False).encode("utf-8"))
+        mf.flush()
+        if durable is None:
+            self._sync_files((mf.fileno(),))
+        else:
+            durable.append(mf.fileno())
+        return mtmp
 
     @contextlib.contextmanager
     def _committing(self, space_id: str, base: str, condition: Condition | None) -> Iterator[None]:
@@ -352,7 +379,7 @@ class FilesystemBackend(FilesystemRecords):
             except SpaceMissing:
                 check_condition(condition, None)
                 return False
-            _fsync_dir(res_dir)
+            self._sync_dirs((res_dir,))
             return True
 
     def list_resources(
@@ -440,7 +467,7 @@ class FilesystemBackend(FilesystemRecords):
                         os.unlink(os.path.join(res_dir, stem + _META_SUFFIX))
                 deleted += 1
             if deleted:
-                _fsync_dir(res_dir)
+                self._sync_dirs((res_dir,))
             return deleted
 
     def ping(self) -> None:

@@ -33,7 +33,6 @@ from .filesystem_tree import (
     FilesystemTree,
     _etag,
     _fits,
-    _fsync_dir,
     _read_content_type,
     _resource_stem,
 )
@@ -120,16 +119,14 @@ class FilesystemRecords(FilesystemTree):
                 if not condition.holds(None if current is None else record_etag(current)):
                     raise PreconditionFailed(f"{kind}/{name}")
             try:
-                self._replace_atomically(target, bytes(data))
+                # A directory made now is a new name in the space's directory: flushed with the record.
+                self._replace_atomically(target, bytes(data), (os.path.dirname(rec_dir),) if made else ())
             except FileNotFoundError as e:
                 raise SpaceMissing(f"space {space_id!r} was deleted") from e
             except OSError as e:
                 if e.errno == errno.ENAMETOOLONG:
                     raise KeyTooLong(str(e)) from e
                 raise
-            _fsync_dir(rec_dir)
-            if made:
-                _fsync_dir(os.path.dirname(rec_dir))
             return created
 
     def delete_record(self, space_id: str, kind: str, name: str, guard: Guard) -> bool:
@@ -147,7 +144,7 @@ class FilesystemRecords(FilesystemTree):
                 os.unlink(os.path.join(rec_dir, file_name))
             except (FileNotFoundError, NotADirectoryError):
                 return False
-            _fsync_dir(rec_dir)
+            self._sync_dirs((rec_dir,))
             return True
 
     def list_records(self, space_id: str, kind: str, guard: Guard) -> list[tuple[str, bytes]]:
@@ -206,18 +203,22 @@ class FilesystemRecords(FilesystemTree):
         if not _fits(file_name):
             return  # a path this long still serves its content type and size; it keeps no record
         locks = self._space_locks(space_id)
-        with locks.write:
-            try:
-                os.mkdir(rec_dir)  # not makedirs: a space deleted meanwhile must not come back
-            except FileExistsError:
-                pass
-            except FileNotFoundError:
-                return
-            try:
-                self._replace_atomically(os.path.join(rec_dir, file_name), bytes(data))
-            except FileNotFoundError:
-                return
-            _fsync_dir(rec_dir)
+        made: tuple[str, ...] = ()
+        try:
+            os.mkdir(rec_dir)  # not makedirs: a space deleted meanwhile must not come back
+            made = (os.path.dirname(rec_dir),)  # a new name in the space's directory
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            return
+        try:
+            # Written and flushed with no lock held; the space's write lock covers only the rename,
+            # so other writers of the space never wait for this flush.
+            with self._staged(rec_dir, bytes(data)) as tmp, locks.write:
+                os.replace(tmp, os.path.join(rec_dir, file_name))
+        except FileNotFoundError:
+            return
+        self._sync_dirs((rec_dir, *made))
 
     def delete_resource_meta(self, space_id: str, path: str) -> None:
         """Unlink the record file, if any."""
@@ -231,4 +232,4 @@ class FilesystemRecords(FilesystemTree):
                 os.unlink(os.path.join(rec_dir, file_name))
             except (FileNotFoundError, NotADirectoryError):
                 return
-            _fsync_dir(rec_dir)
+            self._sync_dirs((rec_dir,))

@@ -18,8 +18,8 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterator
-from typing import IO
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any, TypeVar
 from urllib.parse import quote
 
 from was_twisted.storage.base import (
@@ -29,12 +29,18 @@ from was_twisted.storage.base import (
     check_record,
 )
 
+from .filesystem_commit import Flush, GroupCommit, no_flush
+
+T = TypeVar("T")
+
 _CHUNK = 64 * 1024
 _NAME_MAX = 255
 _TMP_PREFIX = ".tmp-"
 _META = "_meta.json"
 _DATA_SUFFIX = ".data"
 _META_SUFFIX = ".meta"
+#: Parsed space records kept (``_load_space``); past this many the memo starts again empty.
+_SPACES_SEEN = 4096
 
 
 def _check_space_id(space_id: str) -> None:
@@ -171,16 +177,70 @@ class _SpaceLocks:
 
 
 class FilesystemTree:
-    """The tree under ``root`` and its locks."""
+    """The tree under ``root``, its locks, and the group commit every durable change goes through.
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    ``fsync=False`` (``WAS_FSYNC=off``) skips every flush: a crash of the
+    machine may then lose acknowledged writes (files stay whole: the renames
+    still protect readers and a killed process).  ``flush`` overrides how a
+    batch is flushed (tests, benchmarks).
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str], *, fsync: bool = True, flush: Flush | None = None
+    ) -> None:
         self._root = os.fspath(root)
+        self._commit = GroupCommit(flush if fsync else no_flush)
+        #: Directories renamed into during the current ``batched`` call, per thread (``None``: not in one).
+        self._deferred = threading.local()
+        #: Parsed space records by id, with the ``stat`` of the file they came from (see ``_load_space``).
+        self._spaces_seen: dict[str, tuple[tuple[int, ...], SpaceRecord]] = {}
         self._spaces_dir = os.path.join(self._root, "spaces")
         os.makedirs(self._spaces_dir, exist_ok=True)
         self._locks_lock = threading.Lock()
         self._locks: weakref.WeakValueDictionary[str, _SpaceLocks] = weakref.WeakValueDictionary()
         self._stamp_lock = threading.Lock()
         self._last_stamp = 0
+
+    # -- durability -------------------------------------------------------
+
+    def batched(self, f: Callable[..., T], *args: Any) -> T:
+        """Run ``f(*args)`` (one storage call, maybe a composite) with its directory flushes merged.
+
+        Inside, the final round of each write (its renamed names) is put off
+        and joins the next flush on this thread -- the next write's round 1
+        (its temp files), or the one at the end of ``f`` -- so a composite
+        that writes twice (content, then its metadata record) waits for three
+        flushes, not four.  Everything is durable before this returns (and if
+        that last flush fails, so does the call): the answer still comes after
+        the flush.  ``threaded.AsyncStorage`` runs every call through this.
+        """
+        if getattr(self._deferred, "dirs", None) is not None:
+            return f(*args)  # nested: the outer call flushes
+        self._deferred.dirs = []
+        try:
+            result = f(*args)
+        finally:
+            dirs, self._deferred.dirs = self._deferred.dirs, None
+            if dirs:
+                self._commit.sync(dirs=dirs)
+        return result
+
+    def _sync_files(self, files: Sequence[int]) -> None:
+        """Round 1 of a write: ``files`` (temp files, no name yet) on disk, with any put-off directories."""
+        dirs = getattr(self._deferred, "dirs", None)
+        if dirs:
+            self._deferred.dirs = []
+            self._commit.sync(files=files, dirs=dirs)
+        else:
+            self._commit.sync(files=files)
+
+    def _sync_dirs(self, dirs: Sequence[str]) -> None:
+        """The last round of a write: the names renamed into ``dirs`` on disk (put off inside ``batched``)."""
+        pending = getattr(self._deferred, "dirs", None)
+        if pending is None:
+            self._commit.sync(dirs=dirs)
+        else:
+            pending.extend(dirs)
 
     # -- helpers ---------------------------------------------------------
 
@@ -211,10 +271,28 @@ class FilesystemTree:
         return os.path.join(self._space_dir(space_id), kind)
 
     def _load_space(self, space_id: str) -> SpaceRecord | None:
-        """Read ``_meta.json``; ``None`` if absent, ``StorageError`` if present but unreadable."""
+        """Read ``_meta.json``; ``None`` if absent, ``StorageError`` if present but unreadable.
+
+        A PUT looks its space up three times and a GET once, so a parsed
+        record is kept per space and reused while a ``stat`` shows the same
+        file (device, inode, mtime, ctime, size): every write of it is a
+        rename of a new file, so any change shows.  (Only another program
+        rewriting it in place, same size, within one clock tick, could go
+        unseen; one process per data directory.)
+        """
         if not _fits(space_id):
             return None
         meta = os.path.join(self._space_dir(space_id), _META)
+        try:
+            st = os.stat(meta)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StorageError(f"cannot read {meta}: {e}") from e
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+        seen = self._spaces_seen.get(space_id)
+        if seen is not None and seen[0] == key:
+            return seen[1]
         try:
             with open(meta, "rb") as f:
                 raw = f.read()
@@ -225,7 +303,12 @@ class FilesystemTree:
             raise StorageError(f"cannot read {meta}: {e}") from e
         if not isinstance(doc, dict) or "controller" not in doc:
             raise StorageError(f"{meta} is not a space document")
-        return dataclasses.replace(SpaceRecord.from_json(space_id, doc), etag=_space_etag(raw))
+        record = dataclasses.replace(SpaceRecord.from_json(space_id, doc), etag=_space_etag(raw))
+        if len(self._spaces_seen) >= _SPACES_SEEN:
+            self._spaces_seen.clear()
+        # Keyed by the stat before the read: if the file was replaced in between, the next stat differs.
+        self._spaces_seen[space_id] = (key, record)
+        return record
 
     @contextlib.contextmanager
     def _temp_file(self, directory: str) -> Iterator[tuple[IO[bytes], str]]:
@@ -239,11 +322,31 @@ class FilesystemTree:
                 os.unlink(tmp)
             raise
 
-    def _replace_atomically(self, target: str, data: bytes) -> None:
-        """Write a small file whole: temp file, fsync, rename."""
-        directory = os.path.dirname(target)
+    @contextlib.contextmanager
+    def _staged(self, directory: str, data: bytes) -> Iterator[str]:
+        """A temp file in ``directory`` holding ``data``, already on disk (round 1); removed unless renamed.
+
+        Staging needs no lock: the caller takes its locks only for the checks
+        and the rename, never across a flush that other writers would wait for.
+        """
         with self._temp_file(directory) as (f, tmp):
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            self._sync_files((f.fileno(),))
+            try:
+                yield tmp
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)  # not renamed: the caller decided against it (or failed)
+
+    def _replace_atomically(self, target: str, data: bytes, dirs: tuple[str, ...] = ()) -> None:
+        """Write a small file whole and durably: temp file, flush, rename, flush its directory.
+
+        Both flushes are group-commit rounds (``filesystem_commit``); ``dirs``
+        are further directories to make durable in the second (one whose new
+        entry made ``target``'s directory, say).
+        """
+        directory = os.path.dirname(target)
+        with self._staged(directory, data) as tmp:
             os.replace(tmp, target)
+        self._sync_dirs((directory, *dirs))

@@ -237,8 +237,12 @@ class AsyncStorage:
         self._run = run
         self._inline = run is run_inline
         self._observer = observer
+        #: A backend's ``batched(f, *args)``, if it has one (filesystem: merges a call's flushes).
+        self._batched: Callable[..., Any] | None = getattr(backend, "batched", None)
 
     async def _call(self, operation: str, f: Callable[..., T], *args: Any) -> T:
+        if self._batched is not None:
+            f, args = self._batched, (f, *args)
         if self._observer is not None:
             return await self._observed(operation, f, *args)
         try:
