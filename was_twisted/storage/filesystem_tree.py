@@ -122,20 +122,6 @@ class _Slice:
         self.close()
 
 
-def _fsync_dir(path: str) -> None:
-    """Make renames and unlinks in ``path`` durable; a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _read_json(path: str) -> object:
     """A JSON file's document (``FileNotFoundError`` passes through; other failures are ``ValueError``)."""
     with open(path, "rb") as f:
