@@ -49,6 +49,7 @@ from ..operations.collection_model import is_json_type
 from ..ready import READY, Readiness
 from .bodypipe import BodyPipe
 from .cors import cors_resource
+from .fastpath import SpaceFastPath
 from .limits import BoundedRequest
 from .openapi import document_bytes as openapi_document
 from .preconditions import condition_from
@@ -230,8 +231,12 @@ class WASApp:
         return self.public_url or _base_url(request, self.trusted)
 
     def resource(self) -> IResource:
-        """Klein's resource behind the CORS layer (``WAS_CORS_ORIGINS``), so errors carry it too."""
-        return cors_resource(self.app.resource(), self.operations.settings.cors_origins)
+        """Klein's resource behind the CORS layer (``WAS_CORS_ORIGINS``), so errors carry it too.
+
+        ``/space/...`` skips Klein's dispatch (``web/fastpath.py``): it is most requests.
+        """
+        routes = SpaceFastPath(self, self.app.resource())
+        return cors_resource(routes, self.operations.settings.cors_origins)
 
     # -- errors --------------------------------------------------------------
 
