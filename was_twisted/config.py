@@ -22,6 +22,10 @@ class ConfigError(ValueError):
     """A setting is invalid; the message is one sentence naming the variable."""
 
 
+#: A space record kept longer than this would let a controller change elsewhere go unseen too long.
+MAX_SPACE_CACHE_SECONDS = 300
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server needs to start, validated."""
@@ -50,6 +54,8 @@ class Settings:
     strict_collections: bool = False
     #: Worker processes sharing the listening sockets (``WAS_WORKERS``, ``--workers``); 1: no parent.
     workers: int = 1
+    #: Seconds the s3 backend keeps a space record (``WAS_SPACE_CACHE_SECONDS``); 0: no cache.
+    space_cache_seconds: int = 0
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -222,4 +228,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_trusted_proxies(env),
         strict_collections=_flag(env, "WAS_STRICT_COLLECTIONS", False),
         workers=parse_workers(env.get("WAS_WORKERS", "").strip() or "1"),
+        space_cache_seconds=_int(env, "WAS_SPACE_CACHE_SECONDS", 0, 0, MAX_SPACE_CACHE_SECONDS),
     )

@@ -29,6 +29,8 @@ space missing from its controller's list.  ``reindex`` repairs both ways.
 
 Nothing is cached across requests except "the index is complete", which
 never becomes false: several servers on one bucket and prefix behave as one.
+The opt-in exception is ``WAS_SPACE_CACHE_SECONDS`` (``space_cache.py``):
+space records kept a few seconds, at the cost stated in README.rst.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ class S3Backend(S3Conditional):
     def put_space(self, space_id: str, build: Builder) -> tuple[bool, SpaceRecord]:
         """Create with ``IfNoneMatch='*'``, update with ``IfMatch``: concurrent writers never overwrite."""
         for _ in range(5):
-            current, etag = self._load_space(space_id)
+            current, etag = self._load_space(space_id, fresh=True)
             record = build(current)
             if record.space_id != space_id:
                 raise ValueError("build returned a record for another space")
@@ -152,7 +154,7 @@ class S3Backend(S3Conditional):
         raise StorageBusy(f"space {space_id} kept changing under concurrent writes")
 
     def _drop_index_unless_current(self, controller: str, space_id: str) -> None:
-        now, _ = self._load_space(space_id)
+        now, _ = self._load_space(space_id, fresh=True)
         if now is None or now.controller != controller:
             self._delete_keys([self._index_key(controller, space_id)])
 
@@ -163,7 +165,7 @@ class S3Backend(S3Conditional):
         so a crash leaves a space that still exists, to delete again, and
         never resources whose policies or revocations are already gone.
         """
-        current, _ = self._load_space(space_id)
+        current, _ = self._load_space(space_id, fresh=True)
         guard(current)
         if current is None:
             return False

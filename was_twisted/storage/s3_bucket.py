@@ -14,15 +14,9 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO, TypeVar, cast
 from urllib.parse import quote
 
-import boto3
-import botocore.session
-import botocore.utils
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from .base import (
@@ -36,8 +30,14 @@ from .base import (
     check_record,
     record_stem,
 )
+from .s3_client import make_client as make_client
+from .s3_client import parse_timestamp
+from .space_cache import SpaceCache
 
 T = TypeVar("T")
+
+#: Under its old name: ``s3.py`` and its tests import it from here.
+_parse_timestamp = parse_timestamp
 
 #: S3's limit on a key's length, in UTF-8 bytes.
 MAX_KEY_BYTES = 1024
@@ -49,6 +49,7 @@ DELETE_BATCH = 1000
 #: Index entries younger than this are never removed by ``reindex``: their space may be being created.
 REINDEX_GRACE_SECONDS = 300
 
+_META_SUFFIX = "/_meta.json"
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 _BUSY = {
@@ -68,45 +69,6 @@ class S3SetupError(Exception):
     """The bucket cannot be used: one sentence an operator can act on."""
 
 
-def make_client(pool_size: int) -> Any:
-    """One S3 client per process, with explicit timeouts and retries.
-
-    Credentials and a custom endpoint come only through boto3's own chain
-    (``AWS_*`` variables, shared files, instance or task roles, SSO;
-    ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``).  Checksums are sent
-    only when S3 requires them, so S3-compatible servers that predate
-    flexible checksums (Ceph, older MinIO) work too.
-    """
-    config = Config(
-        connect_timeout=5,
-        read_timeout=30,
-        retries={"mode": "standard", "max_attempts": 4},
-        max_pool_connections=max(10, 2 * pool_size + 2),
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )
-    core = botocore.session.get_session()
-    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_parse_timestamp)
-    return boto3.session.Session(botocore_session=core).client("s3", config=config)
-
-
-def _parse_timestamp(value: str) -> datetime:
-    """S3's two timestamp forms (RFC 7231 headers, ISO 8601 in XML) without dateutil.
-
-    botocore's default parser costs ~0.25 ms of CPU a request, about 15% of
-    a GetObject: worth it on a server bound by one core.
-    """
-    try:
-        return parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        pass
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        parsed: datetime = botocore.utils.parse_timestamp(value)
-        return parsed
-
-
 def _code(exc: ClientError) -> str:
     error = exc.response.get("Error", {})
     return str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
@@ -123,9 +85,19 @@ class _Conflict(Exception):
 class S3Bucket:
     """One bucket and key prefix: where each key lives, and every S3 call the backend makes."""
 
-    def __init__(self, bucket: str, prefix: str = "", *, threads: int = 16, client: Any = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        threads: int = 16,
+        client: Any = None,
+        space_cache: SpaceCache[tuple[SpaceRecord, str | None]] | None = None,
+    ) -> None:
         self.bucket = bucket
         self.prefix = prefix
+        #: ``WAS_SPACE_CACHE_SECONDS`` (``space_cache.py``): records kept briefly; ``None``: off.
+        self.space_cache = space_cache
         self.client = client if client is not None else make_client(threads)
         self.calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
@@ -235,6 +207,8 @@ class S3Bucket:
             if _code(exc) in _CONFLICT or ("IfMatch" in conditions and _code(exc) in _MISSING):
                 raise _Conflict(key) from exc  # If-Match on an absent key: NoSuchKey (AWS, moto)
             raise StorageError(f"PutObject {key}: {exc}") from exc
+        finally:
+            self._forget_record(key)
 
     def _if_match_value(self, etag: str) -> str:
         """``etag`` as this store wants it in ``If-Match`` (see ``_put_if_match``)."""
@@ -296,6 +270,8 @@ class S3Bucket:
 
     def _delete_keys(self, keys: list[str]) -> None:
         """DeleteObjects in batches of at most 1,000; any per-key error fails the whole call."""
+        for key in keys:
+            self._forget_record(key)
         for start in range(0, len(keys), DELETE_BATCH):
             batch = keys[start : start + DELETE_BATCH]
             try:
@@ -329,8 +305,20 @@ class S3Bucket:
             raise StorageError(f"DeleteObject {name}: {exc}") from exc
         return True
 
-    def _load_space(self, space_id: str) -> tuple[SpaceRecord | None, str | None]:
-        """The space record (its ``etag`` set) and its ETag (for compare-and-swap), or (None, None)."""
+    def _load_space(self, space_id: str, fresh: bool = False) -> tuple[SpaceRecord | None, str | None]:
+        """The space record (its ``etag`` set) and its ETag (for compare-and-swap), or (None, None).
+
+        From the space cache when it is on, unless ``fresh`` (a write of the record itself
+        compares and swaps, and must start from what S3 holds now).
+        """
+        cache = self.space_cache
+        generation = 0
+        if cache is not None:
+            if not fresh:
+                hit = cache.get(space_id)
+                if hit is not None:
+                    return hit
+            generation = cache.generation
         obj = self._get(self._meta_key(space_id))
         if obj is None:
             return None, None
@@ -339,9 +327,20 @@ class S3Bucket:
         try:
             doc = json.loads(raw)
             etag = str(obj.get("ETag", ""))
-            return dataclasses.replace(SpaceRecord.from_json(space_id, doc), etag=etag or None), etag
+            record = dataclasses.replace(SpaceRecord.from_json(space_id, doc), etag=etag or None)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StorageError(f"space {space_id}: unreadable _meta.json: {exc}") from exc
+        if cache is not None:
+            cache.put(space_id, (record, etag), generation)
+        return record, etag
+
+    def _forget_record(self, key: str) -> None:
+        """After a write or delete of ``key``: if it is a space record, drop its cached copy."""
+        if self.space_cache is None or not key.endswith(_META_SUFFIX):
+            return
+        spaces = f"{self.prefix}spaces/"
+        if key.startswith(spaces):
+            self.space_cache.invalidate(key[len(spaces) : -len(_META_SUFFIX)])
 
     def _get_bytes(self, key: str) -> bytes | None:
         obj = self._get(key)
