@@ -115,9 +115,13 @@ def test_a_cached_write_is_one_s3_request_and_a_read_one(s3: Any) -> None:
         write(b, "s1")
     assert b.calls == {"PutObject": 3}
     b.calls.clear()
+    submitted: list[Any] = []
+    submit = b._side.submit
+    b._side.submit = lambda f, *a: submitted.append(f) or submit(f, *a)  # type: ignore[method-assign]
     _, res = b.read_resource("s1", "/r")
     assert res is not None and res.body.read() == b"x"
     assert b.calls == {"GetObject": 1}
+    assert submitted == []  # the cached record needs no side thread
 
 
 def test_without_the_cache_a_write_is_two_requests(s3: Any) -> None:

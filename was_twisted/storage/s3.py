@@ -282,7 +282,7 @@ class S3Backend(S3Conditional):
 
         A ``byte_range`` goes to GetObject as ``Range``: only the slice crosses the network.
         """
-        record_future = self._side.submit(self._load_space, space_id)
+        record_future = self._record_later(space_id)
         span: tuple[int, int] | None = None
         try:
             key = self._resource_key(space_id, path)
@@ -375,7 +375,7 @@ class S3Backend(S3Conditional):
         The content type is left empty (LIST does not carry it).  Keys are
         ``quote(path, safe="")``, so S3's key order is ``listing_key`` order.
         """
-        record_future = self._side.submit(self._load_space, space_id)
+        record_future = self._record_later(space_id)
         root = self._resources_prefix(space_id)
         after = None if start_after is None else root + quote(start_after, safe="")
         try:

@@ -13,7 +13,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO, TypeVar, cast
 from urllib.parse import quote
 
@@ -333,6 +333,16 @@ class S3Bucket:
         if cache is not None:
             cache.put(space_id, (record, etag), generation)
         return record, etag
+
+    def _record_later(self, space_id: str) -> Future[tuple[SpaceRecord | None, str | None]]:
+        """``_load_space`` in a side thread, to run beside another call; a cached record at once."""
+        if self.space_cache is not None:
+            hit = self.space_cache.get(space_id)
+            if hit is not None:
+                done: Future[tuple[SpaceRecord | None, str | None]] = Future()
+                done.set_result(hit)
+                return done
+        return self._side.submit(self._load_space, space_id)
 
     def _forget_record(self, key: str) -> None:
         """After a write or delete of ``key``: if it is a space record, drop its cached copy."""
