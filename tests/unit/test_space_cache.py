@@ -199,3 +199,38 @@ def test_the_client_resolves_each_endpoint_once_and_sends_no_expect_header(s3: A
     assert endpoints.misses == before  # PutObject and GetObject were resolved before
     puts = [r for r in sent if r.method == "PUT"]
     assert puts and all("Expect" not in r.headers for r in puts)
+
+
+def test_the_headers_first_parser_reads_what_botocores_does(s3: Any) -> None:
+    """Every response our calls get parses to the same dict as with botocore's own parser."""
+    from botocore.parsers import RestXMLParser
+
+    from was_twisted.storage.s3_client import HeadersFirstParser, parse_timestamp
+
+    b = cached_backend(FakeClock())
+    raw: list[tuple[Any, Any]] = []
+
+    def keep(http_response: Any, parsed: Any, model: Any, **_: Any) -> None:
+        raw.append((http_response, model))
+
+    b.client.meta.events.register("after-call.s3", keep)
+    put_space(b, "s1", ALICE)
+    b.client.put_object(Bucket=BUCKET, Key="m", Body=b"xyz", ContentType="text/plain", Metadata={"a": "1"})
+    b.client.get_object(Bucket=BUCKET, Key="m", Range="bytes=0-1")
+    b.client.head_object(Bucket=BUCKET, Key="m")
+    b.client.list_objects_v2(Bucket=BUCKET, Prefix="p/")
+    assert len(raw) >= 5
+    for http_response, model in raw:
+        response = {
+            "status_code": http_response.status_code,
+            "headers": http_response.headers,
+            "body": http_response.content,
+        }
+        ours = HeadersFirstParser(timestamp_parser=parse_timestamp).parse(response, model.output_shape)
+        theirs = RestXMLParser(timestamp_parser=parse_timestamp).parse(response, model.output_shape)
+        ours.pop("ResponseMetadata", None), theirs.pop("ResponseMetadata", None)
+        assert ours == theirs, model.name
+        if model.name == "HeadObject":
+            assert ours["Metadata"] == {"a": "1"} and ours["ContentLength"] == 3
+            assert ours["ContentType"] == "text/plain" and ours["ETag"] and ours["LastModified"]
+    assert any(model.name == "GetObject" for _, model in raw)

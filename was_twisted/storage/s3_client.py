@@ -14,7 +14,10 @@ per call and we do not need is switched off here, once:
   (a whole extra round trip before every PutObject's body);
 - the endpoint rules evaluated per call: the endpoint depends only on the
   operation, the bucket and the client's settings, so it is kept per
-  (operation, bucket, settings) after the first call.
+  (operation, bucket, settings) after the first call;
+- response headers looked up one by one for every header the operation
+  could return (about 70 lookups a GetObject): the headers a response has
+  are matched against the modeled ones instead (same result).
 
 Credentials and a custom endpoint come only through boto3's own chain
 (``AWS_*`` variables, shared files, instance or task roles, SSO;
@@ -34,6 +37,7 @@ import botocore.handlers
 import botocore.session
 import botocore.utils
 from botocore.config import Config
+from botocore.parsers import ResponseParserFactory, RestXMLParser
 
 __all__ = ["make_client", "parse_timestamp"]
 
@@ -64,7 +68,9 @@ def make_client(pool_size: int) -> Any:
         parameter_validation=False,
     )
     core = botocore.session.get_session()
-    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
+    parsers = HeadersFirstParserFactory()
+    parsers.set_parser_defaults(timestamp_parser=parse_timestamp)
+    core.register_component("response_parser_factory", parsers)
     client = boto3.session.Session(botocore_session=core).client("s3", config=config)
     events = client.meta.events
     for entry in botocore.handlers.BUILTIN_HANDLERS:
@@ -112,6 +118,52 @@ class CachedEndpoints:
                 self._cache.clear()
             self._cache[key] = result
         return result
+
+
+class HeadersFirstParser(RestXMLParser):
+    """S3's parser, matching the headers a response has instead of trying every modeled one."""
+
+    #: Output shape name -> (lower-case header -> (member, shape), members at other locations).
+    _plans: dict[str, tuple[dict[str, tuple[str, Any]], list[str]]] = {}
+
+    def _parse_non_payload_attrs(
+        self, response: dict[str, Any], shape: Any, member_shapes: Any, final_parsed: dict[str, Any]
+    ) -> None:
+        plan = self._plans.get(shape.name)  # S3's output shape names are unique
+        if plan is None:
+            plan = self._plans[shape.name] = _plan(member_shapes)
+        by_header, others = plan
+        if others:
+            # Status codes and header maps (x-amz-meta-*): botocore's own way.
+            super()._parse_non_payload_attrs(  # type: ignore[misc]
+                response, shape, {name: member_shapes[name] for name in others}, final_parsed
+            )
+        for header, value in response["headers"].items():
+            hit = by_header.get(header.lower())
+            if hit is not None:
+                final_parsed[hit[0]] = self._parse_shape(hit[1], value)  # type: ignore[attr-defined]
+
+
+def _plan(member_shapes: Any) -> tuple[dict[str, tuple[str, Any]], list[str]]:
+    by_header: dict[str, tuple[str, Any]] = {}
+    others: list[str] = []
+    for name in member_shapes:
+        member = member_shapes[name]
+        location = member.serialization.get("location")
+        if location == "header":
+            by_header[member.serialization.get("name", name).lower()] = (name, member)
+        elif location is not None:
+            others.append(name)
+    return by_header, others
+
+
+class HeadersFirstParserFactory(ResponseParserFactory):
+    """botocore's factory, with ``HeadersFirstParser`` for S3's protocol."""
+
+    def create_parser(self, protocol_name: str) -> Any:
+        if protocol_name == "rest-xml":
+            return HeadersFirstParser(**self._defaults)  # type: ignore[attr-defined]
+        return super().create_parser(protocol_name)
 
 
 def parse_timestamp(value: str) -> datetime:
