@@ -78,6 +78,13 @@ class HeaderView(Mapping[str, str]):
             raise KeyError(name)
         return values[0] if isinstance(values[0], str) else values[0].decode("latin-1")
 
+    def get(self, name: str, default: Any = None) -> Any:
+        """Without the ``KeyError`` ``Mapping.get`` raises and catches for each absent header."""
+        values = self._headers.getRawHeaders(name)
+        if not values:
+            return default
+        return values[0] if isinstance(values[0], str) else values[0].decode("latin-1")
+
     def __iter__(self) -> Iterator[str]:
         for name, _ in self._headers.getAllRawHeaders():
             yield name.decode("latin-1").lower()
