@@ -106,7 +106,12 @@ class CachedEndpoints:
         args = call_args or {}
         builtins = self._resolver._get_customized_builtins(operation_model, args, request_context or {})
         key = (operation_model.name, args.get("Bucket"), tuple(sorted(builtins.items())))
-        found = self._cache.get(key)
+        try:
+            found = self._cache.get(key)
+        except TypeError:  # a built-in we cannot key on (none today): resolve as botocore would
+            return self._construct(
+                operation_model=operation_model, call_args=call_args, request_context=request_context
+            )
         if found is not None:
             return found
         result = self._construct(
