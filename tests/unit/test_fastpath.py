@@ -133,3 +133,12 @@ def test_a_late_domain_error_is_a_problem_document() -> None:
     assert request.responseCode == 404 and request.finished == 1
     assert request.responseHeaders.getRawHeaders(b"content-type") == [b"application/problem+json"]
     assert json.loads(b"".join(request.written))["type"].endswith("#not-found")
+
+
+def test_the_error_table_is_kleins() -> None:
+    """A handler added to ``WASApp`` with ``handle_errors`` must be added to the fast path too."""
+    from was_twisted.web.fastpath import error_table
+
+    kleins = [(tuple(types), handler) for types, handler in WASApp.app._error_handlers]
+    ours = [((types,), handler) for types, handler in error_table(WASApp)]
+    assert ours == kleins
