@@ -22,6 +22,10 @@ class ConfigError(ValueError):
     """A setting is invalid; the message is one sentence naming the variable."""
 
 
+#: A space record kept longer than this would let a controller change elsewhere go unseen too long.
+MAX_SPACE_CACHE_SECONDS = 300
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server needs to start, validated."""
@@ -61,6 +65,8 @@ class Settings:
     #: filesystem: flush every write to stable storage before answering (``WAS_FSYNC``; off trades
     #: durability for speed: a power cut may lose acknowledged writes).
     fsync: bool = True
+    #: Seconds the s3 backend keeps a space record (``WAS_SPACE_CACHE_SECONDS``); 0: no cache.
+    space_cache_seconds: int = 0
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -239,4 +245,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         sweep_interval=_int(env, "WAS_SWEEP_INTERVAL", 3600, 0, 7 * 24 * 3600),
         sweep_age=_int(env, "WAS_SWEEP_AGE", 24 * 3600, 1, 30 * 24 * 3600),
         fsync=_flag(env, "WAS_FSYNC", True),
+        space_cache_seconds=_int(env, "WAS_SPACE_CACHE_SECONDS", 0, 0, MAX_SPACE_CACHE_SECONDS),
     )

@@ -25,7 +25,7 @@ from .metrics import Metrics
 from .operations import Operations
 from .ready import Readiness, ReadinessService
 from .sdnotify import NotifyService
-from .storage.base import Backend
+from .storage.base import Backend, SpaceRecord
 from .storage.threaded import AsyncStorage, PoolRunner, PoolService, run_inline
 from .sweeper import SweeperService
 from .web.app import WASApp
@@ -98,10 +98,15 @@ def make_s3_backend(settings: Settings) -> Backend:
     """Check the bucket and credentials now, before listening: fail in one sentence."""
     try:
         from .storage.s3 import S3Backend, S3SetupError, S3Timeouts
+        from .storage.space_cache import SpaceCache
     except ImportError:
         raise ConfigError('WAS_STORAGE_BACKEND=s3 needs boto3: pip install "was-twisted[s3]".') from None
     timeouts = S3Timeouts(settings.s3_connect_timeout, settings.s3_read_timeout, settings.s3_max_attempts)
-    backend = S3Backend(settings.bucket, settings.prefix, threads=settings.threads, timeouts=timeouts)
+    seconds = settings.space_cache_seconds
+    cache: SpaceCache[tuple[SpaceRecord, str | None]] | None = SpaceCache(seconds) if seconds else None
+    backend = S3Backend(
+        settings.bucket, settings.prefix, threads=settings.threads, timeouts=timeouts, space_cache=cache
+    )
     try:
         backend.check()
     except S3SetupError as exc:

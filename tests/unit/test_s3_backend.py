@@ -164,9 +164,9 @@ def test_create_is_conditional(s3: Any) -> None:
     real_get = b._load_space
     calls = {"n": 0}
 
-    def stale_first(space_id: str) -> Any:
+    def stale_first(space_id: str, fresh: bool = False) -> Any:
         calls["n"] += 1
-        return (None, None) if calls["n"] == 1 else real_get(space_id)
+        return (None, None) if calls["n"] == 1 else real_get(space_id, fresh)
 
     b._load_space = stale_first  # type: ignore[method-assign]
     seen: list[SpaceRecord | None] = []

@@ -136,17 +136,17 @@ def _check_capability(
     revocations: Mapping[str, bytes],
 ) -> Grant:
     """Grant by signature or capability, or raise ``_Shortfall``."""
-    action = action_for(method)
     signer = invocation.signer
     if signer is None:
         raise _Shortfall("The request is not signed.")
-    root_signers = {target.controller, *target.also_root} - {None}
     zcap = invocation.zcap
     if zcap is None:
-        # A plain signature invokes the root capability of exactly this target.
-        if signer in root_signers:
+        # A plain signature invokes the root capability of exactly this target (most requests:
+        # nothing else is computed for them).
+        if signer == target.controller or signer in target.also_root:
             return Grant("controller", signer)
         raise _Shortfall("The request is not signed by the controller.")
+    root_signers = {target.controller, *target.also_root} - {None}
     # The invoked action is the method; a HEAD may name GET (or HEAD), a GET never HEAD.
     if zcap.action != method and not (method == "HEAD" and zcap.action == "GET"):
         raise _Shortfall(f"The capability is invoked for {zcap.action!r}, not {method!r}.")
@@ -177,6 +177,7 @@ def _check_capability(
     if not target_covers(tail.invocation_target, target.url):
         raise _Shortfall("The capability is not for this target.")
     allowed = chain.allowed_actions()
+    action = action_for(method)
     if allowed is not None and zcap.action not in allowed and action not in allowed:
         raise _Shortfall(f"The capability does not allow {zcap.action!r}.")
     if signer != did_for(tail.controller) and invocation.key_id != tail.controller:

@@ -19,6 +19,7 @@ its metadata is what the resource itself says, and what we cannot know
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,7 +44,13 @@ _log = Logger("was_twisted.metadata")
 
 def rfc3339(seconds: float) -> str:
     """``2026-06-10T09:12:00Z`` (whole seconds: what clients compare and sort on)."""
-    return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _rfc3339_whole(int(seconds))
+
+
+@functools.lru_cache(maxsize=8)
+def _rfc3339_whole(seconds: int) -> str:
+    """Cached: every write in the same second asks for the same string."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _record_of(raw: bytes | None) -> dict[str, object]:

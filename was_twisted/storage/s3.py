@@ -29,6 +29,8 @@ space missing from its controller's list.  ``reindex`` repairs both ways.
 
 Nothing is cached across requests except "the index is complete", which
 never becomes false: several servers on one bucket and prefix behave as one.
+The opt-in exception is ``WAS_SPACE_CACHE_SECONDS`` (``space_cache.py``):
+space records kept a few seconds, at the cost stated in README.rst.
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ class S3Backend(S3Deletes):
         A create first finishes a pending delete of the same id (``s3_delete.py``).
         """
         for _ in range(5):
-            current, etag = self._load_space(space_id)
+            current, etag = self._load_space(space_id, fresh=True)
             self._finish_before_create(space_id, current)
             record = build(current)
             if record.space_id != space_id:
@@ -158,7 +160,7 @@ class S3Backend(S3Deletes):
         raise StorageBusy(f"space {space_id} kept changing under concurrent writes")
 
     def _drop_index_unless_current(self, controller: str, space_id: str) -> None:
-        now, _ = self._load_space(space_id)
+        now, _ = self._load_space(space_id, fresh=True)
         if now is None or now.controller != controller:
             self._delete_keys([self._index_key(controller, space_id)])
 
@@ -242,7 +244,7 @@ class S3Backend(S3Deletes):
 
         A ``byte_range`` goes to GetObject as ``Range``: only the slice crosses the network.
         """
-        record_future = self._side.submit(self._load_space, space_id)
+        record_future = self._record_later(space_id)
         span: tuple[int, int] | None = None
         try:
             key = self._resource_key(space_id, path)
@@ -335,7 +337,7 @@ class S3Backend(S3Deletes):
         The content type is left empty (LIST does not carry it).  Keys are
         ``quote(path, safe="")``, so S3's key order is ``listing_key`` order.
         """
-        record_future = self._side.submit(self._load_space, space_id)
+        record_future = self._record_later(space_id)
         root = self._resources_prefix(space_id)
         after = None if start_after is None else root + quote(start_after, safe="")
         try:

@@ -14,16 +14,10 @@ import secrets
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
-from email.utils import parsedate_to_datetime
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO, TypeVar, cast
 from urllib.parse import quote
 
-import boto3
-import botocore.session
-import botocore.utils
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from .base import (
@@ -35,10 +29,17 @@ from .base import (
     check_record,
     record_stem,
 )
+from .s3_client import S3Timeouts as S3Timeouts
+from .s3_client import make_client as make_client
+from .s3_client import parse_timestamp
 from .s3_faults import S3Body, translate
 from .s3_faults import _code as _code  # the callers' name for it
+from .space_cache import SpaceCache
 
 T = TypeVar("T")
+
+#: Under its old name: ``s3.py`` and its tests import it from here.
+_parse_timestamp = parse_timestamp
 
 #: S3's limit on a key's length, in UTF-8 bytes.
 MAX_KEY_BYTES = 1024
@@ -52,75 +53,13 @@ WRITE_TOKEN = "was-write"
 #: Index entries younger than this are never removed by ``reindex``: their space may be being created.
 REINDEX_GRACE_SECONDS = 300
 
+_META_SUFFIX = "/_meta.json"
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
 class S3SetupError(Exception):
     """The bucket cannot be used: one sentence an operator can act on."""
-
-
-@dataclasses.dataclass(frozen=True)
-class S3Timeouts:
-    """How long one S3 call may take (``WAS_S3_CONNECT_TIMEOUT``, ``_READ_TIMEOUT``, ``_MAX_ATTEMPTS``).
-
-    botocore's ``standard`` retry mode makes up to ``attempts`` tries, each
-    at most ``connect`` seconds to connect and ``read`` seconds without a
-    byte of the answer, so an S3 that hangs fails the call (503) within
-    ``bound()`` seconds.
-    """
-
-    connect: float = 3
-    read: float = 15
-    attempts: int = 3
-
-    def bound(self) -> float:
-        """The longest one call can take when S3 hangs or throttles: every attempt times out.
-
-        botocore's back-off before attempt ``k`` (from 2) is at most 2**(k-2)
-        seconds when throttled (50 ms times that otherwise): 2**(attempts-1) - 1 in all.
-        """
-        return self.attempts * (self.connect + self.read) + float((1 << (self.attempts - 1)) - 1)
-
-
-def make_client(pool_size: int, timeouts: S3Timeouts | None = None) -> Any:
-    """One S3 client per process, with explicit timeouts and retries (``S3Timeouts``).
-
-    Credentials and a custom endpoint come only through boto3's own chain
-    (``AWS_*`` variables, shared files, instance or task roles, SSO;
-    ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``).  Checksums are sent
-    only when S3 requires them, so S3-compatible servers that predate
-    flexible checksums (Ceph, older MinIO) work too.
-    """
-    timeouts = timeouts or S3Timeouts()
-    config = Config(
-        connect_timeout=timeouts.connect,
-        read_timeout=timeouts.read,
-        retries={"mode": "standard", "total_max_attempts": timeouts.attempts},  # max_attempts: retries
-        max_pool_connections=max(10, 2 * pool_size + 2),
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )
-    core = botocore.session.get_session()
-    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_parse_timestamp)
-    return boto3.session.Session(botocore_session=core).client("s3", config=config)
-
-
-def _parse_timestamp(value: str) -> datetime:
-    """S3's two timestamp forms (RFC 7231 headers, ISO 8601 in XML) without dateutil.
-
-    botocore's default parser costs ~0.25 ms of CPU a request, about 15% of
-    a GetObject: worth it on a server bound by one core.
-    """
-    try:
-        return parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        pass
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        parsed: datetime = botocore.utils.parse_timestamp(value)
-        return parsed
 
 
 class _Conflict(Exception):
@@ -138,9 +77,12 @@ class S3Bucket:
         threads: int = 16,
         client: Any = None,
         timeouts: S3Timeouts | None = None,
+        space_cache: SpaceCache[tuple[SpaceRecord, str | None]] | None = None,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix
+        #: ``WAS_SPACE_CACHE_SECONDS`` (``space_cache.py``): records kept briefly; ``None``: off.
+        self.space_cache = space_cache
         self.client = client if client is not None else make_client(threads, timeouts)
         self.calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
@@ -255,6 +197,8 @@ class S3Bucket:
                     return ours
                 raise _Conflict(key) from exc  # If-Match on an absent key: NoSuchKey (AWS, moto)
             raise StorageError(f"PutObject {key}: {exc}") from exc
+        finally:
+            self._forget_record(key)
 
     def _written_by(self, key: str, token: str) -> dict[str, Any] | None:
         """The HeadObject of ``key`` if the version stored is the one written with ``token``."""
@@ -323,6 +267,8 @@ class S3Bucket:
 
     def _delete_keys(self, keys: list[str]) -> None:
         """DeleteObjects in batches of at most 1,000; any per-key error fails the whole call."""
+        for key in keys:
+            self._forget_record(key)
         for start in range(0, len(keys), DELETE_BATCH):
             batch = keys[start : start + DELETE_BATCH]
             try:
@@ -356,8 +302,20 @@ class S3Bucket:
             raise StorageError(f"DeleteObject {name}: {exc}") from exc
         return True
 
-    def _load_space(self, space_id: str) -> tuple[SpaceRecord | None, str | None]:
-        """The space record (its ``etag`` set) and its ETag (for compare-and-swap), or (None, None)."""
+    def _load_space(self, space_id: str, fresh: bool = False) -> tuple[SpaceRecord | None, str | None]:
+        """The space record (its ``etag`` set) and its ETag (for compare-and-swap), or (None, None).
+
+        From the space cache when it is on, unless ``fresh`` (a write of the record itself
+        compares and swaps, and must start from what S3 holds now).
+        """
+        cache = self.space_cache
+        generation = 0
+        if cache is not None:
+            if not fresh:
+                hit = cache.get(space_id)
+                if hit is not None:
+                    return hit
+            generation = cache.generation
         obj = self._get(self._meta_key(space_id))
         if obj is None:
             return None, None
@@ -366,9 +324,30 @@ class S3Bucket:
         try:
             doc = json.loads(raw)
             etag = str(obj.get("ETag", ""))
-            return dataclasses.replace(SpaceRecord.from_json(space_id, doc), etag=etag or None), etag
+            record = dataclasses.replace(SpaceRecord.from_json(space_id, doc), etag=etag or None)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StorageError(f"space {space_id}: unreadable _meta.json: {exc}") from exc
+        if cache is not None:
+            cache.put(space_id, (record, etag), generation)
+        return record, etag
+
+    def _record_later(self, space_id: str) -> Future[tuple[SpaceRecord | None, str | None]]:
+        """``_load_space`` in a side thread, to run beside another call; a cached record at once."""
+        if self.space_cache is not None:
+            hit = self.space_cache.get(space_id)
+            if hit is not None:
+                done: Future[tuple[SpaceRecord | None, str | None]] = Future()
+                done.set_result(hit)
+                return done
+        return self._side.submit(self._load_space, space_id)
+
+    def _forget_record(self, key: str) -> None:
+        """After a write or delete of ``key``: if it is a space record, drop its cached copy."""
+        if self.space_cache is None or not key.endswith(_META_SUFFIX):
+            return
+        spaces = f"{self.prefix}spaces/"
+        if key.startswith(spaces):
+            self.space_cache.invalidate(key[len(spaces) : -len(_META_SUFFIX)])
 
     def _get_bytes(self, key: str) -> bytes | None:
         obj = self._get(key)

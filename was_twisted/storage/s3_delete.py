@@ -58,7 +58,7 @@ class S3Deletes(S3Conditional):
     def delete_space(self, space_id: str, guard: Guard) -> bool:
         """Mark, unlink the record (404 from here on), then purge; True if the space existed."""
         for _ in range(5):
-            current, etag = self._load_space(space_id)
+            current, etag = self._load_space(space_id, fresh=True)
             guard(current)
             if current is None:
                 return False
@@ -81,6 +81,8 @@ class S3Deletes(S3Conditional):
             if _code(exc) in _CONFLICT or _code(exc) in _MISSING:
                 return False
             raise StorageError(f"DeleteObject {key}: {exc}") from exc
+        finally:
+            self._forget_record(key)
         return True
 
     def _delete_object(self, key: str) -> None:

@@ -165,7 +165,7 @@ class S3Records(S3Bucket):
             record_key = self._record_key(space_id, "metadata", path)
         except KeyTooLong:
             return self._load_space(space_id)[0], None
-        space_future = self._side.submit(self._load_space, space_id)
+        space_future = self._record_later(space_id)
         record_future = self._side.submit(self._get_bytes, record_key)
         try:
             head = self._head(key)

@@ -49,6 +49,7 @@ from ..operations.collection_model import is_json_type
 from ..ready import READY, Readiness
 from .bodypipe import BodyPipe
 from .cors import cors_resource
+from .fastpath import SpaceFastPath
 from .guard import GuardResource
 from .limits import BoundedRequest
 from .openapi import document_bytes as openapi_document
@@ -77,6 +78,13 @@ class HeaderView(Mapping[str, str]):
         values = self._headers.getRawHeaders(name.encode("latin-1"))
         if not values:
             raise KeyError(name)
+        return _text(values[0])
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """Without the ``KeyError`` ``Mapping.get`` raises and catches for each absent header."""
+        values = self._headers.getRawHeaders(name.encode("latin-1"))
+        if not values:
+            return default
         return _text(values[0])
 
     def __iter__(self) -> Iterator[str]:
@@ -240,8 +248,12 @@ class WASApp:
         return self.public_url or _base_url(request, self.trusted)
 
     def resource(self) -> IResource:
-        """Klein's resource behind the guard (``guard.py``) and CORS: refusals carry CORS too."""
-        return cors_resource(GuardResource(self.app.resource()), self.operations.settings.cors_origins)
+        """Klein's resource behind the guard (``guard.py``) and CORS: refusals carry CORS too.
+
+        ``/space/...`` skips Klein's dispatch (``web/fastpath.py``): it is most requests.
+        """
+        routes = SpaceFastPath(self, self.app.resource())
+        return cors_resource(GuardResource(routes), self.operations.settings.cors_origins)
 
     # -- errors --------------------------------------------------------------
 

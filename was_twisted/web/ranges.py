@@ -8,6 +8,7 @@ RFC 9110 14.2 allows a server that ignores ``Range``.
 
 from __future__ import annotations
 
+import functools
 import re
 from email.utils import formatdate, parsedate_to_datetime
 
@@ -64,4 +65,10 @@ def content_range(span: tuple[int, int], size: int) -> bytes:
 
 def http_date(timestamp: float) -> bytes:
     """An IMF-fixdate (``Last-Modified``), to the second."""
-    return formatdate(int(timestamp), usegmt=True).encode("ascii")
+    return _http_date(int(timestamp))
+
+
+@functools.lru_cache(maxsize=256)
+def _http_date(seconds: int) -> bytes:
+    """Cached: resources written in the same second share it, and are read again and again."""
+    return formatdate(seconds, usegmt=True).encode("ascii")
