@@ -78,9 +78,9 @@ def test_a_create_that_lost_to_another_writer_is_not(s3: Any) -> None:  # noqa: 
     stale = b._load_space
     calls = {"n": 0}
 
-    def first_stale(space_id: str) -> Any:
+    def first_stale(space_id: str, fresh: bool = False) -> Any:
         calls["n"] += 1
-        return (None, None) if calls["n"] == 1 else stale(space_id)
+        return (None, None) if calls["n"] == 1 else stale(space_id, fresh)
 
     b._load_space = first_stale  # type: ignore[method-assign]
     created, stored = b.put_space("s1", build)
