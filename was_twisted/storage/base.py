@@ -417,6 +417,16 @@ class Backend(Protocol):
         """Replace a resource's metadata record (whole or not at all); nothing if the space is gone."""
         ...
 
+    def create_resource_meta(self, space_id: str, path: str, data: bytes) -> bool:
+        """Write a resource's metadata record only if it has none: True if written, False if one exists.
+
+        Atomic on each backend (S3: ``PutObject`` with ``IfNoneMatch='*'``), so a
+        content write can record its creation after the fact without first
+        reading what was there: an overwrite finds the record and keeps it.
+        False too (nothing written) if the space is gone or the name cannot fit.
+        """
+        ...
+
     def delete_resource_meta(self, space_id: str, path: str) -> None:
         """Delete a resource's metadata record, if any."""
         ...
