@@ -280,17 +280,23 @@ async def test_existing_servers_resources_serve_what_is_known(any_api: Api, alic
     assert code == 200
     assert set(doc) == {"contentType", "size", "updatedAt", "custom"}
     assert (doc["contentType"], doc["size"]) == ("application/json", 3)
-    # A write declaring Key-Epoch reads the record first: it records the epoch, not a creator.
+    # Overwriting it through us does not make us its creator either.
+    await call(api, alice, "PUT", f"/space/{sid}/old/data.json", data=b"[2]")
+    code, doc = await call(api, alice, "GET", f"/space/{sid}/old/data.json/meta")
+    assert "createdBy" not in doc and "createdAt" not in doc
+    # Nor does one declaring Key-Epoch (it reads the record first): it records the epoch only.
     headers = {"key-epoch": "e1"}
-    await call(api, alice, "PUT", f"/space/{sid}/old/data.json", data=b"[2]", headers=headers)
+    await call(api, alice, "PUT", f"/space/{sid}/old/data.json", data=b"[3]", headers=headers)
     code, doc = await call(api, alice, "GET", f"/space/{sid}/old/data.json/meta")
     assert "createdBy" not in doc and "createdAt" not in doc and doc["epoch"] == "e1"
-    # A plain overwrite reads nothing first (README: what it costs on S3): a resource with no
-    # record gets one, as a creation would, and that first write through us is then its creation.
+    # A conditional overwrite neither.
     api.backend.write_resource(sid, "/old/other.json", io.BytesIO(b"[1]"), "application/json", allow)
-    await call(api, alice, "PUT", f"/space/{sid}/old/other.json", data=b"[2]")
+    code, _ = await call(
+        api, alice, "PUT", f"/space/{sid}/old/other.json", data=b"[2]", headers={"if-match": "*"}
+    )
+    assert code in (200, 204)
     code, doc = await call(api, alice, "GET", f"/space/{sid}/old/other.json/meta")
-    assert doc["createdBy"] == alice.controller
+    assert code == 200 and "createdBy" not in doc and "createdAt" not in doc
 
 
 @pytest_twisted.ensureDeferred
@@ -375,24 +381,29 @@ async def test_s3_requests_per_operation(mocked_aws: None, alice: Ed25519Signer)
         assert code < 300
         return dict(b.calls)
 
-    # Create: the space record, the write, then the record created only if absent (IfNoneMatch).
-    assert await costs("PUT", res, b"x") == {"GetObject": 1, "PutObject": 2}
-    # Overwrite: the same three; S3 refuses the record's create (412), keeping the one there.
-    assert await costs("PUT", res, b"y") == {"GetObject": 1, "PutObject": 2}
+    # Create: the space record and a HEAD of the resource side by side (it is absent), the
+    # write, then the record (created only if absent: IfNoneMatch).  4 requests, 3 round trips.
+    create = {"GetObject": 1, "HeadObject": 1, "PutObject": 2}
+    assert await costs("PUT", res, b"x") == create
+    # Overwrite: the same look (the HEAD finds it), the write; no record is written.  3 in 2.
+    overwrite = {"GetObject": 1, "HeadObject": 1, "PutObject": 1}
+    assert await costs("PUT", res, b"y") == overwrite
+    assert (await call(api, alice, "GET", meta))[1]["createdBy"] == alice.controller
     # Declaring Key-Epoch / Writer-Id: the record is read first (space, HEAD, record: side by
-    # side) and rewritten after the write.
+    # side), then the write as above, then the record rewritten.
     declared = {"key-epoch": "e1"}
-    assert await costs("PUT", res, b"z", declared) == {"GetObject": 3, "HeadObject": 1, "PutObject": 2}
+    assert await costs("PUT", res, b"z", declared) == {"GetObject": 3, "HeadObject": 2, "PutObject": 2}
     assert (await call(api, alice, "GET", meta))[1]["epoch"] == "e1"
-    assert await costs("PUT", res, b"w") == {"GetObject": 1, "PutObject": 2}
-    assert "epoch" not in (await call(api, alice, "GET", meta))[1]  # declared for replaced content
+    assert await costs("PUT", res, b"w") == overwrite
+    doc = (await call(api, alice, "GET", meta))[1]
+    assert "epoch" not in doc and doc["createdBy"] == alice.controller  # epoch: for replaced content
     # Metadata read: one round trip of three requests; update: that, and one PUT.
     assert await costs("GET", meta) == {"GetObject": 2, "HeadObject": 1}
     assert await costs("PUT", meta, b"{}") == {"GetObject": 2, "HeadObject": 1, "PutObject": 1}
     # Delete: the resource, then its record.
     assert await costs("DELETE", res) == {"GetObject": 1, "DeleteObject": 2}
     # A read does not touch records: the space record and the object, side by side.
-    assert await costs("PUT", res, b"v") == {"GetObject": 1, "PutObject": 2}
+    assert await costs("PUT", res, b"v") == create
     assert await costs("GET", res) == {"GetObject": 2}
     b.close()
 

@@ -9,21 +9,22 @@ A resource's metadata is its server fields and what a client set:
   ``writerId`` live in a ``metadata`` record beside the space's resources
   (never inside ``resources/``), written only when there is something to keep.
 
-A plain content write does not read what was there first: after the
-content it creates the record (``createdAt``, ``createdBy``) only if none
-exists (``Backend.create_resource_meta``, on S3 a ``PutObject`` with
-``IfNoneMatch='*'``), so a creation is recorded and an overwrite keeps
-``createdAt``/``createdBy``/``custom`` for the price of one request.  Only a
-write that declares ``Key-Epoch``/``Writer-Id`` (or a form upload, which is
-authorized before its body is looked into) reads the record first and
-rewrites it.  ``epoch``/``writerId`` carry the ``contentEtag`` they were
-declared for: once the content changes without declaring them again they are
-no longer served, with no write needed to clear them.
+A plain content write does not read the record first: the backend reports
+whether the write created the resource (``ResourceInfo.existed``; on S3 a
+``HeadObject`` beside the space record lookup).  A creation then creates the
+record (``createdAt``, ``createdBy``) only if none exists
+(``Backend.create_resource_meta``, on S3 a ``PutObject`` with
+``IfNoneMatch='*'``); an overwrite writes no record, keeping
+``createdAt``/``createdBy``/``custom``.  Only a write that declares
+``Key-Epoch``/``Writer-Id`` (or a form upload, which is authorized before its
+body is looked into) reads the record first and rewrites it.
+``epoch``/``writerId`` carry the ``contentEtag`` they were declared for: once
+the content changes without declaring them again they are no longer served,
+with no write needed to clear them.
 
 A resource the existing server wrote has no record: its metadata is what the
-resource itself says, and ``createdAt``/``createdBy`` are left out.  Its first
-plain overwrite through us records them (that write cannot tell it from a
-creation without a request more).
+resource itself says, and what we cannot know (``createdAt``, ``createdBy``)
+is left out, never guessed, also after we overwrite it.
 """
 
 from __future__ import annotations
@@ -271,11 +272,10 @@ def after_write(
 
 
 def record_creation(backend: Backend, space_id: str, path: str, signer: str | None, now: float) -> None:
-    """(In the write's storage call, after a plain write.) Create the record unless one exists.
+    """(In the write's storage call, after a plain write that created the resource.) Record the creation.
 
-    No read first: on an overwrite the store refuses (S3's 412), keeping the
-    existing ``createdAt``/``createdBy``/``custom``.  Failures are logged, as
-    in ``after_write``.
+    Only if no record exists (S3's 412 otherwise): a writer racing this one
+    may have recorded it first.  Failures are logged, as in ``after_write``.
     """
     try:
         backend.create_resource_meta(space_id, path, _encode(creation_record(signer, now)))

@@ -120,9 +120,10 @@ class ResourceOperations(OperationsBase):
         now = self.now()
 
         form = is_form_data(content_type)
-        # A plain write reads nothing first: its record is created after it unless one exists.
-        # Declared Key-Epoch/Writer-Id rewrite the record, and a form is authorized before its
-        # body is looked into: those read the resource's metadata first.
+        # A plain write reads no record first: the backend says whether it created the resource
+        # (ResourceInfo.existed), and only a creation gets a record.  Declared Key-Epoch/Writer-Id
+        # rewrite the record, and a form is authorized before its body is looked into: those read
+        # the resource's metadata first.
         blind = declared == Declared() and not form
 
         def write() -> ResourceInfo:
@@ -148,7 +149,10 @@ class ResourceOperations(OperationsBase):
                 if data is not body:
                     data.close()
             if blind:
-                record_creation(backend, space_id, path, invocation.signer, now)
+                # An overwrite keeps the record it has (or, the existing server's, none: its
+                # creation is unknown, never guessed); not knowing is treated the same.
+                if info.existed is False:
+                    record_creation(backend, space_id, path, invocation.signer, now)
             else:
                 after_write(backend, space_id, path, before, declared, invocation.signer, now, info.etag)
             return info

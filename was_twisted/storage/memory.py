@@ -144,8 +144,9 @@ class MemoryBackend:
             while chunk := body.read(_CHUNK):
                 buf += chunk
             res = _Resource(bytes(buf), content_type or DEFAULT_CONTENT_TYPE, self._next_etag(), time.time())
+            existed = path in stored
             self._resources.setdefault(space_id, {})[path] = res
-            return res.info()
+            return dataclasses.replace(res.info(), existed=existed)
 
     @staticmethod
     def _etag_of(res: _Resource | None) -> str | None:
