@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +59,16 @@ def test_read_resource_meta_contract(with_space: Backend) -> None:  # noqa: F811
     assert b.read_resource_meta("s1", "/c/r")[1].record == b'{"custom":{}}'  # type: ignore[union-attr]
     # The record is beside resources/, never one of them.
     assert [p for p, _ in b.list_resources("s1", "/", allow)] == ["/c/r"]
+    assert not b.create_resource_meta("s1", "/c/r", b"{}")  # one exists: kept as it is
+    assert b.read_resource_meta("s1", "/c/r")[1].record == b'{"custom":{}}'  # type: ignore[union-attr]
     b.delete_resource_meta("s1", "/c/r")
     b.delete_resource_meta("s1", "/c/r")  # idempotent
     assert b.read_resource_meta("s1", "/c/r")[1].record is None  # type: ignore[union-attr]
+    assert b.create_resource_meta("s1", "/c/r", b'{"a":1}')  # none: created
+    assert b.read_resource_meta("s1", "/c/r")[1].record == b'{"a":1}'  # type: ignore[union-attr]
+    assert not b.create_resource_meta("s1", "/c/r", b'{"a":2}')
+    assert b.read_resource_meta("s1", "/c/r")[1].record == b'{"a":1}'  # type: ignore[union-attr]
+    b.delete_resource_meta("s1", "/c/r")
     # A record of a deleted space goes with it.
     b.put_resource_meta("s1", "/c/r", b"{}")
     assert b.delete_space("s1", allow)
@@ -69,6 +78,24 @@ def test_read_resource_meta_contract(with_space: Backend) -> None:  # noqa: F811
     # Nothing is written into a space that does not exist.
     b.put_resource_meta("ghost", "/c/r", b"{}")
     assert b.get_space("ghost") is None
+    assert not b.create_resource_meta("ghost", "/c/r", b"{}") or isinstance(b, S3Backend)
+    assert b.get_space("ghost") is None
+
+
+def test_concurrent_creates_of_a_record_make_one(with_space: Backend) -> None:  # noqa: F811
+    """``create_resource_meta`` is atomic: of 8 racing creates exactly one writes, and its bytes stay."""
+    b = with_space
+    b.write_resource("s1", "/c/r", io.BytesIO(b"x"), "text/plain", allow)
+    start = threading.Barrier(8)
+
+    def create(n: int) -> bool:
+        start.wait(timeout=10)
+        return b.create_resource_meta("s1", "/c/r", b'{"n":%d}' % n)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        won = [n for n, ok in enumerate(pool.map(create, range(8))) if ok]
+    assert len(won) == 1
+    assert b.read_resource_meta("s1", "/c/r")[1].record == b'{"n":%d}' % won[0]  # type: ignore[union-attr]
 
 
 # -- over the API, on every backend -----------------------------------------------------------------
@@ -257,6 +284,19 @@ async def test_existing_servers_resources_serve_what_is_known(any_api: Api, alic
     await call(api, alice, "PUT", f"/space/{sid}/old/data.json", data=b"[2]")
     code, doc = await call(api, alice, "GET", f"/space/{sid}/old/data.json/meta")
     assert "createdBy" not in doc and "createdAt" not in doc
+    # Nor does one declaring Key-Epoch (it reads the record first): it records the epoch only.
+    headers = {"key-epoch": "e1"}
+    await call(api, alice, "PUT", f"/space/{sid}/old/data.json", data=b"[3]", headers=headers)
+    code, doc = await call(api, alice, "GET", f"/space/{sid}/old/data.json/meta")
+    assert "createdBy" not in doc and "createdAt" not in doc and doc["epoch"] == "e1"
+    # A conditional overwrite neither.
+    api.backend.write_resource(sid, "/old/other.json", io.BytesIO(b"[1]"), "application/json", allow)
+    code, _ = await call(
+        api, alice, "PUT", f"/space/{sid}/old/other.json", data=b"[2]", headers={"if-match": "*"}
+    )
+    assert code in (200, 204)
+    code, doc = await call(api, alice, "GET", f"/space/{sid}/old/other.json/meta")
+    assert code == 200 and "createdBy" not in doc and "createdAt" not in doc
 
 
 @pytest_twisted.ensureDeferred
@@ -308,8 +348,14 @@ def test_s3_costs(mocked_aws: None) -> None:
     b.put_resource_meta("s1", "/c/r", b"{}")
     assert b.calls == {"PutObject": 1}
     b.calls.clear()
+    assert not b.create_resource_meta("s1", "/c/r", b"{}")  # S3 answers 412: one exists
+    assert b.calls == {"PutObject": 1}
+    b.calls.clear()
     b.delete_resource_meta("s1", "/c/r")
     assert b.calls == {"DeleteObject": 1}
+    b.calls.clear()
+    assert b.create_resource_meta("s1", "/c/r", b"{}")
+    assert b.calls == {"PutObject": 1}
     b.close()
 
 
@@ -327,21 +373,38 @@ async def test_s3_requests_per_operation(mocked_aws: None, alice: Ed25519Signer)
     sid = await provision(api, alice)
     res, meta = f"/space/{sid}/c/r", f"/space/{sid}/c/r/meta"
 
-    async def costs(method: str, path: str, data: bytes | None = None) -> dict[str, int]:
+    async def costs(
+        method: str, path: str, data: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> dict[str, int]:
         b.calls.clear()
-        code, _ = await call(api, alice, method, path, data=data)
+        code, _ = await call(api, alice, method, path, data=data, headers=headers or {})
         assert code < 300
         return dict(b.calls)
 
-    # Create: the pre-write look (space, HEAD, record: side by side), the write, the new record.
-    assert await costs("PUT", res, b"x") == {"GetObject": 3, "HeadObject": 1, "PutObject": 2}
-    # Overwrite: the same look, the write; the record is kept as it is.
-    assert await costs("PUT", res, b"y") == {"GetObject": 3, "HeadObject": 1, "PutObject": 1}
+    # Create: the space record and a HEAD of the resource side by side (it is absent), the
+    # write, then the record (created only if absent: IfNoneMatch).  4 requests, 3 round trips.
+    create = {"GetObject": 1, "HeadObject": 1, "PutObject": 2}
+    assert await costs("PUT", res, b"x") == create
+    # Overwrite: the same look (the HEAD finds it), the write; no record is written.  3 in 2.
+    overwrite = {"GetObject": 1, "HeadObject": 1, "PutObject": 1}
+    assert await costs("PUT", res, b"y") == overwrite
+    assert (await call(api, alice, "GET", meta))[1]["createdBy"] == alice.controller
+    # Declaring Key-Epoch / Writer-Id: the record is read first (space, HEAD, record: side by
+    # side), then the write as above, then the record rewritten.
+    declared = {"key-epoch": "e1"}
+    assert await costs("PUT", res, b"z", declared) == {"GetObject": 3, "HeadObject": 2, "PutObject": 2}
+    assert (await call(api, alice, "GET", meta))[1]["epoch"] == "e1"
+    assert await costs("PUT", res, b"w") == overwrite
+    doc = (await call(api, alice, "GET", meta))[1]
+    assert "epoch" not in doc and doc["createdBy"] == alice.controller  # epoch: for replaced content
     # Metadata read: one round trip of three requests; update: that, and one PUT.
     assert await costs("GET", meta) == {"GetObject": 2, "HeadObject": 1}
     assert await costs("PUT", meta, b"{}") == {"GetObject": 2, "HeadObject": 1, "PutObject": 1}
     # Delete: the resource, then its record.
     assert await costs("DELETE", res) == {"GetObject": 1, "DeleteObject": 2}
+    # A read does not touch records: the space record and the object, side by side.
+    assert await costs("PUT", res, b"v") == create
+    assert await costs("GET", res) == {"GetObject": 2}
     b.close()
 
 
@@ -349,6 +412,9 @@ class FailingMeta(MemoryBackend):
     """Memory storage whose metadata records cannot be written."""
 
     def put_resource_meta(self, space_id: str, path: str, data: bytes) -> None:
+        raise StorageError("metadata store down")
+
+    def create_resource_meta(self, space_id: str, path: str, data: bytes) -> bool:
         raise StorageError("metadata store down")
 
 

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from tests.unit.test_storage_contract import allow
 from was_twisted.errors import Unavailable
-from was_twisted.storage.base import SpaceMissing, SpaceRecord
+from was_twisted.storage.base import SpaceMissing, SpaceRecord, StorageError
 from was_twisted.storage.s3 import DELETE_BATCH, REINDEX_GRACE_SECONDS, S3Backend, S3SetupError
 from was_twisted.storage.threaded import AsyncStorage, run_inline
 
@@ -217,7 +217,7 @@ def test_crash_between_index_and_record(s3: Any) -> None:
 
 
 def test_requests_per_operation(s3: Any) -> None:
-    """Read: 2 GETs side by side; write: GET + PUT; create: 4; list: 1 LIST; delete resource: 2.
+    """Read: 2 GETs side by side; write: GET and HEAD side by side, PUT; create: 4; list: 1; delete: 2.
 
     A create GETs the record, then the pending-delete marker (``s3_delete.py``), then PUTs twice.
     """
@@ -227,8 +227,8 @@ def test_requests_per_operation(s3: Any) -> None:
     create(b, "s1")
     assert b.calls == {"GetObject": 2, "PutObject": 2}
     b.calls.clear()
-    b.write_resource("s1", "/r", io.BytesIO(b"x"), "text/plain", allow)
-    assert b.calls == {"GetObject": 1, "PutObject": 1}
+    assert b.write_resource("s1", "/r", io.BytesIO(b"x"), "text/plain", allow).existed is False
+    assert b.calls == {"GetObject": 1, "HeadObject": 1, "PutObject": 1}  # GET and HEAD side by side
     b.calls.clear()
     _, res = b.read_resource("s1", "/r")
     assert res is not None and res.body.read() == b"x"
@@ -239,6 +239,30 @@ def test_requests_per_operation(s3: Any) -> None:
     b.calls.clear()
     b.delete_resource("s1", "/r", allow)
     assert b.calls == {"GetObject": 1, "DeleteObject": 1}
+
+
+def test_a_write_refused_by_its_guard_says_so_whatever_the_head(s3: Any) -> None:
+    """The HEAD beside the space lookup is only used once the guard passed: its failure never
+    replaces the guard's refusal, and a refused write stores nothing."""
+    b = backend()
+    create(b, "s1")
+
+    class Refused(Exception):
+        pass
+
+    def refuse(current: SpaceRecord | None) -> None:
+        raise Refused
+
+    def broken_head(key: str) -> None:
+        raise StorageError("HeadObject down")
+
+    b._head = broken_head  # type: ignore[assignment,method-assign]
+    with pytest.raises(Refused):
+        b.write_resource("s1", "/a", io.BytesIO(b"x"), "text/plain", refuse)
+    with pytest.raises(StorageError):
+        b.write_resource("s1", "/a", io.BytesIO(b"x"), "text/plain", allow)
+    del b._head
+    assert b.read_resource("s1", "/a")[1] is None
 
 
 def test_operations_stay_within_the_seed_policy(s3: Any) -> None:

@@ -97,23 +97,25 @@ def put_space(b: S3Backend, space_id: str, controller: str) -> None:
     b.put_space(space_id, build)
 
 
-def write(b: S3Backend, space_id: str, seen: list[str] | None = None) -> None:
+def write(b: S3Backend, space_id: str, seen: list[str] | None = None) -> bool | None:
+    """Write ``/r``; whether it existed before (``ResourceInfo.existed``)."""
+
     def guard(current: SpaceRecord | None) -> None:
         if seen is not None and current is not None:
             seen.append(current.controller)
 
-    b.write_resource(space_id, "/r", io.BytesIO(b"x"), "text/plain", guard)
+    return b.write_resource(space_id, "/r", io.BytesIO(b"x"), "text/plain", guard).existed
 
 
-def test_a_cached_write_is_one_s3_request_and_a_read_one(s3: Any) -> None:
-    """Counted by the client's before-call hook: PutObject alone, then GetObject alone."""
+def test_a_cached_write_is_two_s3_requests_and_a_read_one(s3: Any) -> None:
+    """Counted by the client's before-call hook: HeadObject (existed?) and PutObject, then GetObject alone."""
     b = cached_backend(FakeClock())
     put_space(b, "s1", ALICE)
-    write(b, "s1")  # the first write loads the record
+    assert write(b, "s1") is False  # the first write loads the record, and creates /r
     b.calls.clear()
     for _ in range(3):
-        write(b, "s1")
-    assert b.calls == {"PutObject": 3}
+        assert write(b, "s1") is True
+    assert b.calls == {"HeadObject": 3, "PutObject": 3}
     b.calls.clear()
     submitted: list[Any] = []
     submit = b._side.submit
@@ -124,14 +126,14 @@ def test_a_cached_write_is_one_s3_request_and_a_read_one(s3: Any) -> None:
     assert submitted == []  # the cached record needs no side thread
 
 
-def test_without_the_cache_a_write_is_two_requests(s3: Any) -> None:
+def test_without_the_cache_a_write_is_three_requests(s3: Any) -> None:
     b = S3Backend(BUCKET, "p/", threads=4)
     b.check()
     put_space(b, "s1", ALICE)
     write(b, "s1")
     b.calls.clear()
     write(b, "s1")
-    assert b.calls == {"GetObject": 1, "PutObject": 1}
+    assert b.calls == {"GetObject": 1, "HeadObject": 1, "PutObject": 1}
 
 
 def test_a_controller_change_here_is_seen_at_once(s3: Any) -> None:

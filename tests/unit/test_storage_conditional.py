@@ -285,7 +285,10 @@ def s3(mocked_aws: None) -> S3Backend:
 
 
 def test_s3_conditional_write_is_one_put(s3: S3Backend) -> None:
-    """A conditional write is the record GET, a HEAD (checked before the body is read), one PutObject."""
+    """A conditional write: the record GET and a HEAD side by side (checked before the body is read), one PUT.
+
+    The HEAD is the one every write makes (``ResourceInfo.existed``): a condition adds no request.
+    """
     cwrite(s3, "/x", b"x", None)
     cur = etag(s3, "/x")
     assert cur is not None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from was_twisted.storage.base import Backend, Guard, SpaceMissing, SpaceRecord
+from was_twisted.storage.base import Backend, Condition, Guard, SpaceMissing, SpaceRecord
 from was_twisted.storage.filesystem import FilesystemBackend
 from was_twisted.storage.memory import MemoryBackend
 from was_twisted.storage.s3 import S3Backend
@@ -241,6 +241,21 @@ def test_content_type_changes_on_overwrite(with_space: Backend) -> None:
     write(with_space, "/t", b"one", "text/plain")
     write(with_space, "/t", b"<two/>", "application/xml")
     assert read(with_space, "/t") == (b"<two/>", "application/xml")
+
+
+def test_a_write_says_whether_it_created(with_space: Backend) -> None:
+    """``existed``: False for a creation, True for an overwrite (also conditional), False after a delete."""
+    b = with_space
+
+    def existed(condition: Condition | None = None) -> bool | None:
+        kw = {} if condition is None else {"condition": condition}
+        return b.write_resource("s1", "/e", io.BytesIO(b"x"), "text/plain", allow, **kw).existed
+
+    assert existed() is False
+    assert existed() is True
+    b.delete_resource("s1", "/e", allow)
+    assert existed(Condition(if_match=None, if_none_match=True)) is False
+    assert existed(Condition(if_match=("*",), if_none_match=False)) is True
 
 
 def test_write_to_missing_space_raises(backend: Backend) -> None:

@@ -9,12 +9,22 @@ A resource's metadata is its server fields and what a client set:
   ``writerId`` live in a ``metadata`` record beside the space's resources
   (never inside ``resources/``), written only when there is something to keep.
 
-A content write that creates a resource writes the record; one that
-overwrites leaves ``createdAt``/``createdBy``/``custom`` alone (and rewrites
-the record only to change ``epoch``/``writerId``, per the ``Key-Epoch`` and
-``Writer-Id`` headers).  A resource the existing server wrote has no record:
-its metadata is what the resource itself says, and what we cannot know
-(``createdAt``, ``createdBy``) is left out, never guessed.
+A plain content write does not read the record first: the backend reports
+whether the write created the resource (``ResourceInfo.existed``; on S3 a
+``HeadObject`` beside the space record lookup).  A creation then creates the
+record (``createdAt``, ``createdBy``) only if none exists
+(``Backend.create_resource_meta``, on S3 a ``PutObject`` with
+``IfNoneMatch='*'``); an overwrite writes no record, keeping
+``createdAt``/``createdBy``/``custom``.  Only a write that declares
+``Key-Epoch``/``Writer-Id`` (or a form upload, which is authorized before its
+body is looked into) reads the record first and rewrites it.
+``epoch``/``writerId`` carry the ``contentEtag`` they were declared for: once
+the content changes without declaring them again they are no longer served,
+with no write needed to clear them.
+
+A resource the existing server wrote has no record: its metadata is what the
+resource itself says, and what we cannot know (``createdAt``, ``createdBy``)
+is left out, never guessed, also after we overwrite it.
 """
 
 from __future__ import annotations
@@ -68,9 +78,24 @@ def _encode(record: Mapping[str, object]) -> bytes:
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def _current(record: dict[str, object], etag: str | None) -> dict[str, object]:
+    """The record less its stamp, and less ``epoch``/``writerId`` declared for since-replaced content."""
+    stamp = record.pop("contentEtag", None)
+    if stamp is not None and etag is not None and stamp != etag:
+        record.pop("epoch", None)
+        record.pop("writerId", None)
+    return record
+
+
+def _stamp(record: dict[str, object], etag: str | None) -> None:
+    """Tie ``epoch``/``writerId`` to the content they describe (``_current``)."""
+    if etag is not None and ("epoch" in record or "writerId" in record):
+        record["contentEtag"] = etag
+
+
 def describe_meta(meta: ResourceMeta) -> dict[str, object]:
     """The spec's Metadata object: server fields, then what the record keeps."""
-    record = _record_of(meta.record)
+    record = _current(_record_of(meta.record), meta.info.etag)
     doc: dict[str, object] = {"contentType": meta.info.content_type, "size": meta.info.size}
     if isinstance(record.get("createdAt"), str):
         doc["createdAt"] = record["createdAt"]
@@ -114,32 +139,40 @@ class Declared:
         )
 
 
+def creation_record(signer: str | None, now: float) -> dict[str, object]:
+    """What a new resource's record starts with."""
+    record: dict[str, object] = {"createdAt": rfc3339(now)}
+    if signer is not None:
+        record["createdBy"] = signer
+    return record
+
+
 def record_after_write(
-    before: ResourceMeta | None, declared: Declared, signer: str | None, now: float
+    before: ResourceMeta | None, declared: Declared, signer: str | None, now: float, etag: str | None
 ) -> bytes | None:
-    """The record a content write leaves (``None``: keep the stored one as it is).
+    """The record a content write that read ``before`` leaves (``None``: keep the stored one as it is).
 
     A new resource records its creation; an existing one keeps its creation
-    and ``custom``.  ``epoch`` and ``writerId`` are what this write declared
-    (absent ones are cleared).  A resource without a record (the existing
-    server's) gets one only if the write declares something to keep.
+    and ``custom``.  ``epoch`` and ``writerId`` are what this write declared,
+    stamped with the new content's ``etag``; a write that declares neither
+    leaves the record alone (the stamp no longer matches: ``_current``).  A
+    resource without a record (the existing server's) gets one only if the
+    write declares something to keep.
     """
     if before is None:
-        record: dict[str, object] = {"createdAt": rfc3339(now)}
-        if signer is not None:
-            record["createdBy"] = signer
+        record = creation_record(signer, now)
+    elif declared == Declared():
+        return None
     else:
         record = _record_of(before.record)
-        if before.record is None and declared == Declared():
-            return None
-        if record.get("epoch") == declared.epoch and record.get("writerId") == declared.writer_id:
-            return None
     record.pop("epoch", None)
     record.pop("writerId", None)
+    record.pop("contentEtag", None)
     if declared.epoch is not None:
         record["epoch"] = declared.epoch
     if declared.writer_id is not None:
         record["writerId"] = declared.writer_id
+    _stamp(record, etag)
     return _encode(record)
 
 
@@ -198,7 +231,7 @@ class MetadataOperations(OperationsBase):
             self.decide(call, invocation, space_id, space, revocations=revocations)
             if meta is None:
                 raise NotFound(_NOT_FOUND)
-            record = _record_of(meta.record)
+            record = _current(_record_of(meta.record), meta.info.etag)
             record["custom"] = custom
             record["updatedAt"] = rfc3339(now)
             if epoch_given:
@@ -208,6 +241,7 @@ class MetadataOperations(OperationsBase):
             record.pop("writerId", None)
             if writer_id is not None:
                 record["writerId"] = writer_id
+            _stamp(record, meta.info.etag)
             backend.put_resource_meta(space_id, path, _encode(record))
 
         await self.storage.run(update)
@@ -221,16 +255,29 @@ def after_write(
     declared: Declared,
     signer: str | None,
     now: float,
+    etag: str | None,
 ) -> None:
-    """(In the write's storage call, after the write.) Record what the write changed, if anything.
+    """(In the write's storage call, after a write that read ``before``.) Record what it changed, if anything.
 
     The content is written by now: a record that cannot be written is logged,
     never turned into a failed write the client would retry.
     """
-    record = record_after_write(before, declared, signer, now)
+    record = record_after_write(before, declared, signer, now, etag)
     if record is None:
         return
     try:
         backend.put_resource_meta(space_id, path, record)
+    except StorageError as exc:
+        _log.warn("metadata of {space} {path} not recorded: {error}", space=space_id, path=path, error=exc)
+
+
+def record_creation(backend: Backend, space_id: str, path: str, signer: str | None, now: float) -> None:
+    """(In the write's storage call, after a plain write that created the resource.) Record the creation.
+
+    Only if no record exists (S3's 412 otherwise): a writer racing this one
+    may have recorded it first.  Failures are logged, as in ``after_write``.
+    """
+    try:
+        backend.create_resource_meta(space_id, path, _encode(creation_record(signer, now)))
     except StorageError as exc:
         _log.warn("metadata of {space} {path} not recorded: {error}", space=space_id, path=path, error=exc)

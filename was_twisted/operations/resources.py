@@ -14,7 +14,7 @@ from ..storage.threaded import AsyncBody
 from .base import Call, OperationsBase, resource_url
 from .collection_model import COLLECTIONS, describe_collection, load_record
 from .forms import file_part, is_form_data
-from .metadata import Declared, after_write
+from .metadata import Declared, after_write, record_creation
 from .pagination import page_of, page_request
 
 
@@ -119,13 +119,21 @@ class ResourceOperations(OperationsBase):
         conditional = {} if condition is None else {"condition": condition}
         now = self.now()
 
+        form = is_form_data(content_type)
+        # A plain write reads no record first: the backend says whether it created the resource
+        # (ResourceInfo.existed), and only a creation gets a record.  Declared Key-Epoch/Writer-Id
+        # rewrite the record, and a form is authorized before its body is looked into: those read
+        # the resource's metadata first.
+        blind = declared == Declared() and not form
+
         def write() -> ResourceInfo:
             revocations = self.revocations_for(space_id, invocation)
-            # Whether it exists, and its metadata record: a creation is recorded, an overwrite keeps it.
-            space, before = backend.read_resource_meta(space_id, path)
-            self.decide(call, invocation, space_id, space, revocations=revocations)
+            before = None
+            if not blind:
+                space, before = backend.read_resource_meta(space_id, path)
+                self.decide(call, invocation, space_id, space, revocations=revocations)
             data, stored_type = body, content_type or DEFAULT_CONTENT_TYPE
-            if is_form_data(content_type):  # authorized first: only then is the body looked into
+            if form:  # authorized first: only then is the body looked into
                 body.seek(0)
                 data, stored_type = file_part(body, stored_type)
             try:
@@ -140,7 +148,13 @@ class ResourceOperations(OperationsBase):
             finally:
                 if data is not body:
                     data.close()
-            after_write(backend, space_id, path, before, declared, invocation.signer, now)
+            if blind:
+                # An overwrite keeps the record it has (or, the existing server's, none: its
+                # creation is unknown, never guessed); not knowing is treated the same.
+                if info.existed is False:
+                    record_creation(backend, space_id, path, invocation.signer, now)
+            else:
+                after_write(backend, space_id, path, before, declared, invocation.signer, now, info.etag)
             return info
 
         return await self.storage.run(write)

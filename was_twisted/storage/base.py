@@ -164,6 +164,9 @@ class ResourceInfo:
     etag: str | None = None
     #: When the stored bytes last changed, in seconds since the epoch (``Last-Modified``).
     last_modified: float | None = None
+    #: Set by ``write_resource`` only: whether the path held a resource just before this write
+    #: (``None``: not known).  A creation is recorded as one; an overwrite keeps the record it has.
+    existed: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -320,7 +323,9 @@ class Backend(Protocol):
         Raises ``SpaceMissing`` if the space is absent and the guard allowed it,
         ``PreconditionFailed`` (nothing written) if ``condition`` does not hold
         for the stored ETag, checked after the guard and atomically with the write.
-        A reader sees the old bytes or the new ones, never a mix.
+        A reader sees the old bytes or the new ones, never a mix.  The returned
+        info's ``existed`` says whether a resource was there just before (a
+        look taken with the write, not a promise against a racing writer).
         """
         ...
 
@@ -415,6 +420,16 @@ class Backend(Protocol):
 
     def put_resource_meta(self, space_id: str, path: str, data: bytes) -> None:
         """Replace a resource's metadata record (whole or not at all); nothing if the space is gone."""
+        ...
+
+    def create_resource_meta(self, space_id: str, path: str, data: bytes) -> bool:
+        """Write a resource's metadata record only if it has none: True if written, False if one exists.
+
+        Atomic on each backend (S3: ``PutObject`` with ``IfNoneMatch='*'``), so a
+        content write can record its creation after the fact without first
+        reading what was there: an overwrite finds the record and keeps it.
+        False too (nothing written) if the space is gone or the name cannot fit.
+        """
         ...
 
     def delete_resource_meta(self, space_id: str, path: str) -> None:

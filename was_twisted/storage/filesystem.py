@@ -301,6 +301,7 @@ class FilesystemBackend(FilesystemRecords):
                     elif meta_tmp is None:  # another write just changed the type: rare, flushed alone
                         meta_tmp = self._write_meta_temp(temps, res_dir, content_type, None)
                     with self._committing(space_id, base, condition), locks.commit:
+                        existed = os.path.lexists(base + _DATA_SUFFIX)  # under the flock: what this replaces
                         if meta_tmp is not None:
                             os.replace(meta_tmp, meta_path)
                         os.replace(tmp, base + _DATA_SUFFIX)
@@ -311,7 +312,7 @@ class FilesystemBackend(FilesystemRecords):
                 raise KeyTooLong(str(e)) from e
             raise
         self._sync_dirs((res_dir, *new_dirs))  # round 2: the renames
-        return ResourceInfo(content_type, st.st_size, _etag(st), _mtime(st))
+        return ResourceInfo(content_type, st.st_size, _etag(st), _mtime(st), existed=existed)
 
     def _write_meta_temp(
         self, temps: contextlib.ExitStack, res_dir: str, content_type: str, durable: list[int] | None

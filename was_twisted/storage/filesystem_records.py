@@ -198,10 +198,25 @@ class FilesystemRecords(FilesystemTree):
 
     def put_resource_meta(self, space_id: str, path: str, data: bytes) -> None:
         """Replace the record file atomically; nothing if the space is gone (or the name cannot fit)."""
+        self._write_resource_meta(space_id, path, data, replace=True)
+
+    def create_resource_meta(self, space_id: str, path: str, data: bytes) -> bool:
+        """Link a staged file into place, which fails if a record exists: atomic across processes.
+
+        An existing record is seen first without staging anything, so an
+        overwrite of a recorded resource costs one ``stat`` and no flush.
+        """
+        return self._write_resource_meta(space_id, path, data, replace=False)
+
+    def _write_resource_meta(self, space_id: str, path: str, data: bytes, *, replace: bool) -> bool:
+        """Stage, then rename (``replace``) or link (only if absent) the record file: whether written."""
         rec_dir = self._records_dir(space_id, "metadata")
         file_name = _record_file(path)
         if not _fits(file_name):
-            return  # a path this long still serves its content type and size; it keeps no record
+            return False  # a path this long still serves its content type and size; it keeps no record
+        target = os.path.join(rec_dir, file_name)
+        if not replace and os.path.lexists(target):
+            return False
         locks = self._space_locks(space_id)
         made: tuple[str, ...] = ()
         try:
@@ -210,15 +225,21 @@ class FilesystemRecords(FilesystemTree):
         except FileExistsError:
             pass
         except FileNotFoundError:
-            return
+            return False
         try:
             # Written and flushed with no lock held; the space's write lock covers only the rename,
             # so other writers of the space never wait for this flush.
             with self._staged(rec_dir, bytes(data)) as tmp, locks.write:
-                os.replace(tmp, os.path.join(rec_dir, file_name))
+                if replace:
+                    os.replace(tmp, target)
+                else:
+                    os.link(tmp, target)  # the staged name is then removed by _staged
         except FileNotFoundError:
-            return
+            return False
+        except FileExistsError:
+            return False
         self._sync_dirs((rec_dir, *made))
+        return True
 
     def delete_resource_meta(self, space_id: str, path: str) -> None:
         """Unlink the record file, if any."""

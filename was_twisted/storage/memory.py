@@ -144,8 +144,9 @@ class MemoryBackend:
             while chunk := body.read(_CHUNK):
                 buf += chunk
             res = _Resource(bytes(buf), content_type or DEFAULT_CONTENT_TYPE, self._next_etag(), time.time())
+            existed = path in stored
             self._resources.setdefault(space_id, {})[path] = res
-            return res.info()
+            return dataclasses.replace(res.info(), existed=existed)
 
     @staticmethod
     def _etag_of(res: _Resource | None) -> str | None:
@@ -282,6 +283,17 @@ class MemoryBackend:
         with self._lock:
             if space_id in self._spaces:
                 self._records.setdefault(space_id, {}).setdefault("metadata", {})[path] = bytes(data)
+
+    def create_resource_meta(self, space_id: str, path: str, data: bytes) -> bool:
+        """Add the record unless one exists (or the space is gone), under the lock."""
+        with self._lock:
+            if space_id not in self._spaces:
+                return False
+            records = self._records.setdefault(space_id, {}).setdefault("metadata", {})
+            if path in records:
+                return False
+            records[path] = bytes(data)
+            return True
 
     def delete_resource_meta(self, space_id: str, path: str) -> None:
         """Delete the resource's metadata record, if any."""

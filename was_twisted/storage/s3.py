@@ -40,7 +40,7 @@ import io
 import json
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import BinaryIO, cast
 from urllib.parse import quote, unquote
 
@@ -282,23 +282,38 @@ class S3Backend(S3Deletes):
         *,
         condition: Condition | None = None,
     ) -> ResourceInfo:
-        """GET the record, then one PUT (or a multipart upload for a large body): nothing redundant.
+        """GET the record and HEAD the key side by side, then one PUT (or a multipart upload).
 
-        The body is read only after ``guard`` passed; it may still be arriving (``s3_upload.py``).
-        A ``condition`` is checked first and rides on the request that commits
-        (``IfNoneMatch='*'``, ``IfMatch``), see ``_write_conditional``.
+        The HEAD says whether the write creates (``ResourceInfo.existed``), so
+        that only a creation writes a metadata record; it is used only once
+        ``guard`` passed.  A ``condition`` is checked against that same HEAD
+        and rides on the request that commits (``IfNoneMatch='*'``,
+        ``IfMatch``), see ``_write_conditional``.  The body is read only after
+        ``guard`` passed; it may still be arriving (``s3_upload.py``).
         """
-        current, _ = self._load_space(space_id)
-        guard(current)
+        try:
+            key: str | None = self._resource_key(space_id, path)
+        except KeyTooLong:
+            key = None  # raised after the guard, as before
+        head_future = self._side.submit(self._head, key) if key is not None else None
+        try:
+            current, _ = self._load_space(space_id)
+            guard(current)
+        except BaseException:
+            if head_future is not None:
+                wait((head_future,))  # its own failure must not replace the guard's answer
+            raise
+        head = head_future.result() if head_future is not None else None
         if current is None:
             raise SpaceMissing(space_id)
-        key = self._resource_key(space_id, path)
+        if key is None:
+            key = self._resource_key(space_id, path)  # raises KeyTooLong
         content_type = content_type or DEFAULT_CONTENT_TYPE
         if condition is not None:
-            etag, size = self._write_conditional(key, body, content_type, condition)
+            etag, size = self._write_conditional(key, body, content_type, condition, head)
         else:
             etag, size = upload(self, self._part_pool(), key, body, content_type)
-        return ResourceInfo(content_type=content_type, size=size, etag=etag)
+        return ResourceInfo(content_type=content_type, size=size, etag=etag, existed=head is not None)
 
     def _part_pool(self) -> ThreadPoolExecutor:
         """The threads that upload parts of large bodies (not the storage pool: it reads the body)."""

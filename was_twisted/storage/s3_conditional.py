@@ -64,9 +64,9 @@ class S3Conditional(S3Records):
         return cast(dict[str, Any], obj), (int(start), int(end))
 
     def _write_conditional(
-        self, key: str, body: BinaryIO, content_type: str, condition: Condition
+        self, key: str, body: BinaryIO, content_type: str, condition: Condition, head: dict[str, Any] | None
     ) -> tuple[str | None, int]:
-        """A conditional write: checked against a HeadObject first, then carried by the commit.
+        """A conditional write: checked against ``head`` (the caller's HeadObject), then by the commit.
 
         The HEAD answers a false precondition before a byte of the body is
         read.  The condition then rides on the request that commits: the one
@@ -79,7 +79,6 @@ class S3Conditional(S3Records):
         """
         if condition.if_none_match and condition.if_match is not None:
             raise PreconditionFailed("If-Match and If-None-Match: * cannot both hold")
-        head = self._head(key)
         current = str(head["ETag"]) if head is not None and head.get("ETag") else None
         check_condition(condition, current)
         try:

@@ -191,6 +191,18 @@ class S3Records(S3Bucket):
             return  # such a path still serves its content type and size; it keeps no record
         self._put(key, data, "application/json")
 
+    def create_resource_meta(self, space_id: str, path: str, data: bytes) -> bool:
+        """One PutObject with ``IfNoneMatch='*'``: S3's 412 (a record exists) is False, not an error."""
+        try:
+            key = self._record_key(space_id, "metadata", path)
+        except KeyTooLong:
+            return False
+        try:
+            self._put(key, data, "application/json", IfNoneMatch="*")
+        except _Conflict:
+            return False
+        return True
+
     def delete_resource_meta(self, space_id: str, path: str) -> None:
         """One DeleteObject."""
         try:
