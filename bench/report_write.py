@@ -33,7 +33,8 @@ BASELINES = {
         "not run: 0.1.0 has no S3 backend; the req/s is bench/s3_bench.py's constant (15 req/s, measured "
         "earlier from the existing server's source with 20 ms of S3 latency) and the CPU per request "
         "the figure issue 10 gives for it (about 6.4 ms), neither measured in this run, so these "
-        "rows' ratios compare this run with earlier ones (on a busy machine, to ours' disadvantage)"
+        "rows' ratios compare this run with earlier ones (a busy machine during this run is "
+        "to ours' disadvantage)"
     ),
     "missing": "not measured: the existing server did not start (see Not measured)",
 }
