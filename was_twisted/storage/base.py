@@ -166,7 +166,8 @@ class ResourceInfo:
     last_modified: float | None = None
     #: Set by ``write_resource`` only: whether the path held a resource just before this write
     #: (``None``: not known).  A creation is recorded as one; an overwrite keeps the record it has.
-    existed: bool | None = None
+    #: About the write, not the resource: left out of equality (a read of the same bytes is equal).
+    existed: bool | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
