@@ -10,7 +10,7 @@ A stream never lies: the status line and ``Content-Length`` promise the
 whole body.  When storage fails before the first byte is written, the
 representation headers are taken back and the client gets a 503 (or 500)
 problem document.  Once bytes are on the wire, nothing can be taken back:
-the failure is logged with a request id and the connection aborted, so
+the failure is logged with a request id and the connection closed, so
 the client sees a response shorter than its ``Content-Length`` and the
 connection closed, never an error document inside a body.
 """
@@ -158,7 +158,7 @@ def _take_back(request: Request, cause: BaseException | str) -> Exception:
 
 
 def _abort(request: Request, cause: BaseException | str, size: int) -> None:
-    """Bytes are on the wire: log under a request id and abort the connection, appending nothing."""
+    """Bytes are on the wire: log under a request id and close the connection, appending nothing."""
     request_id = uuid.uuid4().hex[:16]
     log.error(
         "request {request_id} {method} {uri}: the body failed after it started ({cause}); "
@@ -169,6 +169,11 @@ def _abort(request: Request, cause: BaseException | str, size: int) -> None:
         cause=str(cause),
         size=size,
     )
-    transport: Any = request.channel.transport if request.channel is not None else None
-    if transport is not None:
-        transport.abortConnection()
+    channel: Any = request.channel
+    if channel is not None:
+        # Closed, not reset: what was sent (the head and part of the body) still reaches the
+        # client, which then sees the body end short of its Content-Length.  A reset could make
+        # the client's kernel drop even the head, leaving no answer at all.  Not persistent, so
+        # finishing the request cannot resume reading a next request on this connection.
+        channel.persistent = False
+        channel.loseConnection()
