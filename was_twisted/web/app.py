@@ -74,14 +74,14 @@ class HeaderView(Mapping[str, str]):
         self._headers = request.requestHeaders
 
     def __getitem__(self, name: str) -> str:
-        # Asked by bytes name, so Twisted does not decode (it would raise on invalid UTF-8).
-        values = self._headers.getRawHeaders(name.encode("latin-1"))
-        if not values:
+        value: str | None = self.get(name)
+        if value is None:
             raise KeyError(name)
-        return _text(values[0])
+        return value
 
     def get(self, name: str, default: Any = None) -> Any:
         """Without the ``KeyError`` ``Mapping.get`` raises and catches for each absent header."""
+        # Asked by bytes name, so Twisted does not decode (it would raise on invalid UTF-8).
         values = self._headers.getRawHeaders(name.encode("latin-1"))
         if not values:
             return default
