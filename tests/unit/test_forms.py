@@ -14,7 +14,7 @@ from tests.conftest import BASE, Api, sign
 from tests.unit.test_metadata import any_api, call  # noqa: F401
 from tests.unit.test_routes import body_of, provision
 from was_twisted.errors import InvalidRequestBody
-from was_twisted.operations.forms import SPOOL_BYTES, file_part, is_form_data
+from was_twisted.operations.forms import CHUNK, file_part, is_form_data
 
 SPEC = "https://wallet.storage/spec#"
 
@@ -48,13 +48,38 @@ def test_is_form_data() -> None:
     assert not is_form_data(None)
 
 
-def test_file_part_spools_large_parts_and_keeps_the_type() -> None:
-    data = os.urandom(SPOOL_BYTES * 2 + 7)
-    body, ct = form({"a": "field", "upload": ("big.bin", data, "application/x-thing; v=2")})
+class CountingBody(io.BytesIO):
+    """A form body that counts how much of it was read."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.taken = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.taken += len(data)
+        return data
+
+
+def read_form(body: bytes, ct: str) -> tuple[bytes, str]:
     part, part_type = file_part(io.BytesIO(body), ct)
     with part:
-        assert part.read() == data
+        return part.read(), part_type
+
+
+def test_file_part_streams_and_keeps_the_type() -> None:
+    """The part is parsed out as it is read: the form is never read far ahead of the reader."""
+    data = os.urandom(4 * 1024 * 1024 + 7)
+    raw, ct = form({"a": "field", "upload": ("big.bin", data, "application/x-thing; v=2"), "z": "after"})
+    body = CountingBody(raw)
+    part, part_type = file_part(body, ct)
     assert part_type == "application/x-thing; v=2"
+    assert body.taken <= 2 * CHUNK
+    with part:
+        first = part.read(1024 * 1024)
+        assert body.taken <= 1024 * 1024 + 3 * CHUNK
+        assert first + part.read() == data
+    assert body.taken == len(raw)
 
 
 @pytest.mark.parametrize(
@@ -62,12 +87,14 @@ def test_file_part_spools_large_parts_and_keeps_the_type() -> None:
     [
         {"just": "a field"},
         {"one": ("a.txt", b"a", "text/plain"), "two": ("b.txt", b"b", "text/plain")},
+        {"one": ("a.bin", os.urandom(CHUNK * 5), "x/y"), "f": "x", "two": ("b.txt", b"b", "text/plain")},
     ],
+    ids=["no-file", "two-files", "second-file-after-a-large-first"],
 )
 def test_zero_or_several_file_parts_are_refused(fields: dict[str, object]) -> None:
     body, ct = form(fields)
     with pytest.raises(InvalidRequestBody):
-        file_part(io.BytesIO(body), ct)
+        read_form(body, ct)
 
 
 @pytest.mark.parametrize(
@@ -83,18 +110,22 @@ def test_zero_or_several_file_parts_are_refused(fields: dict[str, object]) -> No
             b"--x\r\n" + b"X-Long: " + b"a" * 10000 + b"\r\n\r\n\r\n--x--\r\n",
             "multipart/form-data; boundary=x",
         ),
+        (
+            b"--x\r\nContent-Disposition: form-data; name=f; filename=a\r\n\r\nabc\r\n--x\r\nBad header\r\n",
+            "multipart/form-data; boundary=x",
+        ),
     ],
 )
 def test_malformed_forms_are_refused(body: bytes, ct: str) -> None:
     with pytest.raises(InvalidRequestBody):
-        file_part(io.BytesIO(body), ct)
+        read_form(body, ct)
 
 
 @pytest_twisted.ensureDeferred
 async def test_form_upload_stores_the_file_part(any_api: Api, alice: Ed25519Signer) -> None:  # noqa: F811
     api = any_api
     sid = await provision(api, alice)
-    data = bytes(range(256)) * 5000  # 1.2 MiB: past the in-memory spool
+    data = bytes(range(256)) * 5000  # 1.2 MiB: many parser chunks
     body, ct = form({"caption": "a photo", "file": ("photo.png", data, "image/png")})
     path = f"/space/{sid}/photos/p1"
     code, _ = await call(api, alice, "PUT", path, data=body, headers={"content-type": ct})
@@ -138,3 +169,28 @@ async def test_bad_forms_store_nothing(api: Api, alice: Ed25519Signer, mallory: 
         api, alice, "PUT", path, data=b"--", headers={"content-type": "multipart/form-data"}
     )
     assert (code, doc["type"]) == (400, SPEC + "invalid-request-body")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_form_refused_after_its_file_part_keeps_the_old_bytes(
+    any_api: Api,  # noqa: F811
+    alice: Ed25519Signer,
+) -> None:
+    """The second file part shows only after the first went to storage: the write is undone."""
+    api = any_api
+    sid = await provision(api, alice)
+    path = f"/space/{sid}/doc"
+    code, _ = await call(api, alice, "PUT", path, data=b"old", headers={"content-type": "text/plain"})
+    assert code == 204
+    big = os.urandom(3 * 1024 * 1024)
+    body, ct = form({"one": ("a.bin", big, "x/y"), "two": ("b.txt", b"b", "text/plain")})
+    code, doc = await call(api, alice, "PUT", path, data=body, headers={"content-type": ct})
+    assert (code, doc["type"]) == (400, SPEC + "invalid-request-body")
+    r = await api.http.get(BASE + path, headers=sign(alice, "GET", path))
+    assert r.headers.getRawHeaders("content-type") == ["text/plain"]
+    assert await body_of(r) == b"old"
+    new = f"/space/{sid}/new"
+    code, doc = await call(api, alice, "PUT", new, data=body, headers={"content-type": ct})
+    assert code == 400
+    code, _ = await call(api, alice, "GET", new)
+    assert code == 404
