@@ -135,3 +135,18 @@ _VALUES = st.sampled_from([b"1", b"0", b"abc", b" 2 ", b"chunked", b"100-continu
 def test_any_mix_of_fields_answers_alike(fields: list[tuple[bytes, bytes]], tail: bytes) -> None:
     stream = b"POST /x HTTP/1.1\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in fields) + b"\r\n" + tail
     assert _feed(stream, whole=True)[0] == _feed(stream, whole=False)[0]
+
+
+def test_is_secure_follows_the_transport() -> None:
+    """Remembered per transport: a channel given a TLS transport says so, and a plain one does not."""
+    from twisted.internet.interfaces import ISSLTransport
+    from zope.interface import directlyProvides
+
+    channel = WASSite(_Echo(), access_log=False).buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
+    plain = StringTransport()
+    channel.makeConnection(plain)
+    assert channel.isSecure() is False and channel.isSecure() is False
+    tls = StringTransport()
+    directlyProvides(tls, ISSLTransport)
+    channel.transport = tls
+    assert channel.isSecure() is True

@@ -105,6 +105,15 @@ class ProblemChannel(HTTPChannel):
     _refused = False
     _linger: IDelayedCall | None = None
 
+    #: ``(transport, secure)``: the adapter lookup behind ``isSecure`` once per connection, not per request.
+    _secure: tuple[object, bool] | None = None
+
+    def isSecure(self) -> bool:
+        known, transport = self._secure, self.transport
+        if known is None or known[0] is not transport:
+            known = self._secure = (transport, bool(super().isSecure()))
+        return known[1]
+
     def _awaiting_request_line(self) -> bool:
         # ``_command`` exists from a parsed request line until the request's body is complete.
         return not hasattr(self, "_command")
