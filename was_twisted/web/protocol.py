@@ -145,9 +145,13 @@ class ProblemChannel(HTTPChannel):
         end = data.find(b"\r\n\r\n")
         if end <= 0 or end > self.MAX_LENGTH or end > self.totalHeadersSize:
             return False
-        lines = data[:end].split(b"\r\n")
-        if len(lines) - 1 > self.maxHeaders:
+        head = data[:end]
+        breaks = head.count(b"\r\n")
+        if breaks > self.maxHeaders or b"\x00" in head:
             return False
+        if head.count(b"\r") != breaks or head.count(b"\n") != breaks:
+            return False  # a lone CR or LF: refused line by line
+        lines = head.split(b"\r\n")
         try:
             command, target, version = _parseRequestLine(lines[0])
         except ValueError:
@@ -164,8 +168,6 @@ class ProblemChannel(HTTPChannel):
             except InvalidHeaderName:
                 return False
             value = value.strip(b" \t")
-            if b"\x00" in value or b"\r" in value or b"\n" in value:
-                return False
             if name == b"Content-Length":
                 if length or not value.isdigit():
                     return False  # repeated or malformed: refused line by line
