@@ -142,3 +142,27 @@ def test_the_error_table_is_kleins() -> None:
     kleins = [(tuple(types), handler) for types, handler in WASApp.app._error_handlers]
     ours = [((types,), handler) for types, handler in error_table(WASApp)]
     assert ours == kleins
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_that_never_waits_is_answered_on_the_stack(
+    api: Api, alice: Ed25519Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory storage never waits: no ``Deferred.fromCoroutine`` driver, no ``notifyFinish`` per request."""
+    space = str(uuid.uuid4())
+    path = f"/space/{space}"
+    body = json.dumps({"id": f"urn:uuid:{space}", "controller": alice.controller}).encode()
+    driven: list[object] = []
+    original = defer.Deferred.fromCoroutine
+
+    def counting(coro: Any) -> Any:
+        driven.append(coro)
+        return original(coro)
+
+    monkeypatch.setattr(defer.Deferred, "fromCoroutine", staticmethod(counting))
+    r = await api.http.put(BASE + path, data=body, headers=sign(alice, "PUT", path))
+    assert r.code == 201
+    r = await api.http.get(BASE + path + "/absent", headers=sign(alice, "GET", path + "/absent"))
+    assert r.code == 404
+    assert json.loads(await r.content())["type"].endswith("#not-found")
+    assert driven == []

@@ -272,3 +272,104 @@ def test_a_batched_call_that_fails_still_flushes_what_it_renamed(tmp_path: Path)
     with pytest.raises(RuntimeError):
         backend.batched(composite)
     assert len(flush.calls) == 2 and flush.calls[1][1][0].endswith("resources")
+
+
+class _SlowFsync:
+    """``os.fsync`` stood in for by a slow disk: each call logged with its start and end."""
+
+    def __init__(self, delay: float = 0.05, fail_fd: int | None = None) -> None:
+        self.delay = delay
+        self.fail_fd = fail_fd
+        self.calls: list[tuple[int, float, float]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, fd: int) -> None:
+        start = time.monotonic()
+        time.sleep(self.delay)
+        with self._lock:
+            self.calls.append((fd, start, time.monotonic()))
+        if fd == self.fail_fd:
+            raise OSError(errno.EIO, "injected")
+
+
+def _open_files(tmp_path: Path, n: int) -> list[int]:
+    import os
+
+    return [os.open(tmp_path / f"f{i}", os.O_CREAT | os.O_WRONLY) for i in range(n)]
+
+
+def test_a_lone_writer_flushes_a_round_side_by_side_and_returns_after_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrency 1: a new resource's two temp files (and a round's directory) are flushed at once."""
+    import os
+
+    slow = _SlowFsync()
+    monkeypatch.setattr(os, "fsync", slow)
+    commit = GroupCommit()
+    files = _open_files(tmp_path, 2)
+    try:
+        began = time.monotonic()
+        commit.sync(files=files, dirs=[str(tmp_path)])
+        returned = time.monotonic()
+    finally:
+        commit.close()
+        for fd in files:
+            os.close(fd)
+    assert sorted(fd for fd, _, _ in slow.calls[:3] if fd in files) == sorted(files)
+    assert len(slow.calls) == 3  # both files and the directory
+    assert all(end <= returned for _, _, end in slow.calls)  # answered only after every flush ended
+    assert max(start for _, start, _ in slow.calls) < min(end for _, _, end in slow.calls)  # side by side
+    assert returned - began < 2.5 * slow.delay
+    assert commit.side_by_side == 1
+
+
+def test_a_failing_flush_beside_others_fails_the_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error on a helper thread is the writer's error: nothing is answered 2xx on a failed flush."""
+    import os
+
+    files = _open_files(tmp_path, 2)
+    slow = _SlowFsync(delay=0.01, fail_fd=files[1])
+    monkeypatch.setattr(os, "fsync", slow)
+    commit = GroupCommit()
+    try:
+        with pytest.raises(OSError, match="injected"):
+            commit.sync(files=files)
+    finally:
+        commit.close()
+        for fd in files:
+            os.close(fd)
+    assert len(slow.calls) == 2
+
+
+def test_writers_not_alone_flush_their_files_themselves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under concurrency no helper is used: the other writers' flushes already overlap."""
+    import os
+
+    slow = _SlowFsync(delay=0.02)
+    monkeypatch.setattr(os, "fsync", slow)
+    commit = GroupCommit()
+    inside = threading.Event()
+    original = commit._sync
+
+    def holding(files: Sequence[int], dirs: Sequence[str], alone: bool) -> None:
+        if alone:
+            inside.set()
+            time.sleep(0.2)  # stays inside sync while the second writer comes
+        original(files, dirs, alone)
+
+    monkeypatch.setattr(commit, "_sync", holding)
+    first = _open_files(tmp_path, 2)
+    lone = threading.Thread(target=commit.sync, kwargs={"files": first[:1]})
+    lone.start()
+    assert inside.wait(5)
+    commit.sync(files=first)  # two files, but another writer is in sync
+    lone.join(5)
+    commit.close()
+    for fd in first:
+        os.close(fd)
+    assert commit.side_by_side == 0

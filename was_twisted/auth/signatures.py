@@ -84,24 +84,24 @@ def parse_authorization(value: str) -> ParsedSignature:
     if scheme.lower() != "signature":
         raise SignatureError("The Authorization scheme must be Signature.")
     params: dict[str, str] = {}
-    pos, end = 0, len(rest)
-    while pos < end:
-        pm = _PARAM_RE.match(rest, pos)
-        if pm is None or pm.end() == pos:
+    pos = 0
+    # Each pair must start where the last ended: the leftmost match from ``pos`` is the one at ``pos``
+    # if there is one, so a match starting later means bytes no pair accounts for.
+    for pm in _PARAM_RE.finditer(rest):
+        if pm.start() != pos:
             raise SignatureError("The Signature parameters are malformed.")
-        name = pm.group(1)
+        name, quoted, number = pm.groups()
         if name in params:
             raise RepeatedParameter(f"The Signature parameter {name} appears more than once.")
-        quoted = pm.group(2)
-        params[name] = quoted if quoted is not None else pm.group(3)
+        params[name] = quoted if quoted is not None else number
         pos = pm.end()
-        if pos == end and rest.rstrip().endswith(","):
-            raise SignatureError("The Signature parameters are malformed.")
+    if pos != len(rest) or rest.endswith(","):
+        raise SignatureError("The Signature parameters are malformed.")
     for required in ("keyId", "signature"):
         if not params.get(required):
             raise SignatureError(f"The Signature parameter {required} is required.")
     headers = params.get("headers")
-    covered = tuple(h.lower() for h in headers.split()) if headers is not None else _DEFAULT_COVERED
+    covered = tuple(headers.lower().split()) if headers is not None else _DEFAULT_COVERED
     return ParsedSignature(
         key_id=params["keyId"],
         signature=params["signature"],

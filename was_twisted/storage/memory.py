@@ -47,6 +47,21 @@ class _Resource:
         return ResourceInfo(self.content_type, len(self.data), self.etag, self.modified)
 
 
+def _read_all(body: BinaryIO) -> bytes:
+    """The rest of ``body``: a small one (one chunk) without the copy into a buffer."""
+    first = bytes(body.read(_CHUNK))
+    if not first:
+        return b""
+    chunk = body.read(_CHUNK)
+    if not chunk:
+        return first
+    buf = bytearray(first)
+    while chunk:
+        buf += chunk
+        chunk = body.read(_CHUNK)
+    return bytes(buf)
+
+
 class MemoryBackend:
     """A ``Backend`` kept in dicts.
 
@@ -140,13 +155,11 @@ class MemoryBackend:
                 raise SpaceMissing(f"space {space_id!r} does not exist")
             stored = self._resources.get(space_id, {})
             check_condition(condition, self._etag_of(stored.get(path)))
-            buf = bytearray()
-            while chunk := body.read(_CHUNK):
-                buf += chunk
-            res = _Resource(bytes(buf), content_type or DEFAULT_CONTENT_TYPE, self._next_etag(), time.time())
+            data = _read_all(body)
+            res = _Resource(data, content_type or DEFAULT_CONTENT_TYPE, self._next_etag(), time.time())
             existed = path in stored
             self._resources.setdefault(space_id, {})[path] = res
-            return dataclasses.replace(res.info(), existed=existed)
+            return ResourceInfo(res.content_type, len(data), res.etag, res.modified, existed=existed)
 
     @staticmethod
     def _etag_of(res: _Resource | None) -> str | None:

@@ -10,11 +10,18 @@ the same order and the same response writing as Klein's; everything else
 routes.  One difference: a path that is not UTF-8 once percent-decoded gets
 the handler's 400 ``invalid-id`` problem document instead of Klein's plain-text
 400.
+
+The handler's coroutine is first run here, on the stack: a request that never
+waits (the memory backend, a refusal before storage) is answered without a
+``Deferred``, ``inlineCallbacks`` bookkeeping or a ``notifyFinish``.  Only a
+coroutine that suspends on a ``Deferred`` is handed to
+``Deferred.fromCoroutine`` (``_Started``), which then drives and cancels it
+exactly as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -63,7 +70,16 @@ class SpaceFastPath(Resource):
         if not path.startswith(_PREFIX):
             result: bytes | int = self.routes.render(request)
             return result
-        d: Deferred[Any] = Deferred.fromCoroutine(self.api.space_tree(request))
+        coro = self.api.space_tree(request)
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration as done:
+            _finish(done.value, request)
+            return NOT_DONE_YET
+        except BaseException:
+            self._failed(Failure(), request, self.errors)
+            return NOT_DONE_YET
+        d: Deferred[Any] = Deferred.fromCoroutine(_rest(_Started(coro, waiting_on)))
         if not d.called:
             # Waiting on storage: like Klein, stop waiting when the client goes away.
             request.notifyFinish().addErrback(lambda _: d.cancel())  # type: ignore[attr-defined]
@@ -87,6 +103,44 @@ class SpaceFastPath(Resource):
                 _finish(body, request)
                 return
         request.processingFailed(failure)  # type: ignore[attr-defined]
+
+
+class _Started:
+    """A coroutine already run up to its first ``await``, awaitable from there on.
+
+    Awaiting it yields what the coroutine was waiting on, then passes every
+    result (or exception, a cancellation included) in and every further wait
+    out, as ``await coro`` would have from the start.
+    """
+
+    __slots__ = ("_coro", "_waiting_on")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
+        self._coro = coro
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, waiting_on = self._coro, self._waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # thrown in by the driver: the awaited Deferred failed
+                try:
+                    waiting_on = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    waiting_on = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
+
+
+async def _rest(started: _Started) -> Any:
+    return await started
 
 
 def _unhandled(failure: Failure) -> None:

@@ -96,6 +96,10 @@ def check_headers(headers: Headers, version: bytes) -> None:
     """``Host``, repeated single-valued headers and ``Content-Type``, in one pass over the headers."""
     host: list[bytes] | None = None
     for name, values in headers.getAllRawHeaders():
+        # Names are lowered only where they matter: a repeated field, and the few of a Host's or
+        # Content-Type's length (most requests repeat nothing and carry five or six fields).
+        if len(values) == 1 and len(name) not in (4, 12):
+            continue
         lowered = name.lower()
         if lowered == b"host":
             host = list(values)

@@ -18,6 +18,15 @@ rest of what the client sends is read and dropped for up to ``LINGER``
 seconds, so its unread bytes do not make the kernel reset the connection
 before the client has read the answer.
 
+A request head that arrives whole in one read (nearly every request from a
+real client) is parsed in one pass (``_head_at_once``): one split into lines,
+the same checks and the same channel state as Twisted's line-by-line parse,
+then Twisted's own end-of-headers steps.  Anything it is not sure of -- a
+continuation line, ``Transfer-Encoding``, a repeated or non-numeric
+``Content-Length``, a name or value Twisted would refuse, a head near a
+limit, a head split over reads -- goes the line-by-line way instead, so
+every refusal above still comes from one place.
+
 It overrides a few of ``HTTPChannel``'s private methods (named below);
 ``tests/unit/test_protocol.py`` checks every case, so a Twisted that renames
 them fails there rather than silently answering plain 400s again.
@@ -31,8 +40,11 @@ from typing import Any
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, ISSLTransport, ITCPTransport
 from twisted.internet.protocol import connectionDone
+from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
-from twisted.web.http import RESPONSES, HTTPChannel
+from twisted.web.http import RESPONSES, HTTPChannel, _IdentityTransferDecoder, _parseRequestLine
+from twisted.web.http_headers import InvalidHeaderName, _nameEncoder
+from twisted.web.iweb import INonQueuedRequestFactory
 from twisted.web.server import Request
 
 from ..errors import (
@@ -93,6 +105,15 @@ class ProblemChannel(HTTPChannel):
     _refused = False
     _linger: IDelayedCall | None = None
 
+    #: ``(transport, secure)``: the adapter lookup behind ``isSecure`` once per connection, not per request.
+    _secure: tuple[object, bool] | None = None
+
+    def isSecure(self) -> bool:
+        known, transport = self._secure, self.transport
+        if known is None or known[0] is not transport:
+            known = self._secure = (transport, bool(super().isSecure()))
+        return known[1]
+
     def _awaiting_request_line(self) -> bool:
         # ``_command`` exists from a parsed request line until the request's body is complete.
         return not hasattr(self, "_command")
@@ -100,7 +121,94 @@ class ProblemChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return
+        if self._head_at_once(data):
+            return
         super().dataReceived(data)
+
+    def _head_at_once(self, data: bytes) -> bool:
+        """Take a whole, plain request head in one pass; ``False`` (nothing changed): parse it line by line.
+
+        The state left is what ``HTTPChannel.lineReceived`` leaves after the
+        empty line ends the head; what follows the head goes through
+        ``LineReceiver``'s loop as it would have.
+        """
+        if (
+            self._busyReceiving
+            or not self.line_mode
+            or self._buffer
+            or self.paused
+            or self._handlingRequest
+            or not self.persistent
+            or self._HTTPChannel__first_line != 1  # type: ignore[has-type]
+        ):
+            return False
+        end = data.find(b"\r\n\r\n")
+        if end <= 0 or end > self.MAX_LENGTH or end > self.totalHeadersSize:
+            return False
+        head = data[:end]
+        breaks = head.count(b"\r\n")
+        if breaks > self.maxHeaders or b"\x00" in head:
+            return False
+        if head.count(b"\r") != breaks or head.count(b"\n") != breaks:
+            return False  # a lone CR or LF: refused line by line
+        lines = head.split(b"\r\n")
+        try:
+            command, target, version = _parseRequestLine(lines[0])
+        except ValueError:
+            return False
+        fields: list[tuple[bytes, bytes]] = []
+        length = 0
+        encode = _nameEncoder.encode
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon or line[0] in b" \t":
+                return False
+            try:
+                name = encode(name)
+            except InvalidHeaderName:
+                return False
+            value = value.strip(b" \t")
+            if name == b"Content-Length":
+                if length or not value.isdigit():
+                    return False  # repeated or malformed: refused line by line
+                length = int(value) or -1
+            elif name == b"Transfer-Encoding":
+                return False
+            fields.append((name, value))
+        # The head is plain: from here on, exactly what the line-by-line parse does.
+        self.resetTimeout()
+        factory: Any = self.requestFactory
+        queued = not INonQueuedRequestFactory.providedBy(factory)
+        request = factory(self, len(self.requests)) if queued else factory(self)
+        self.requests.append(request)
+        self._HTTPChannel__first_line = 0
+        self._command, self._path, self._version = command, target, version
+        self._phase, self._request_line = "header", lines[0]
+        headers = request.requestHeaders
+        for name, value in fields:
+            headers.addRawHeader(name, value)
+        self._receivedHeaderCount = len(fields)
+        self._receivedHeaderSize = end - 2 * len(fields)
+        if length > 0:
+            self.length = length
+            self._transferDecoder = _IdentityTransferDecoder(
+                length, request.handleContentChunk, self._finishRequestBody
+            )
+        self._buffer = data[end + 4 :]
+        self._busyReceiving = True
+        try:
+            self.allHeadersReceived()
+            if self.length == 0:
+                self.allContentReceived()
+            else:
+                self.setRawMode()
+        finally:
+            self._busyReceiving = False
+        transport: Any = self.transport
+        if self._buffer and not (transport is not None and transport.disconnecting) and not self._refused:
+            # The body, or the next request (not through dataReceived: the timeout was reset above).
+            LineReceiver.dataReceived(self, b"")
+        return True
 
     def lineReceived(self, line: bytes) -> None:
         if self._refused:
