@@ -80,6 +80,7 @@ def measure(procs: list[Any], concurrency: int, duration: float, ctl: ProxyContr
         "errors": res.errors,
         "error_samples": res.error_samples[:3],
         "p50_ms": res.p50_ms,
+        "s3_service_ms": snap["upstream_mean_ms"],
         "s3_per_req": snap["total"] / ((WARMUP_S + duration) * res.rps) if res.rps else 0.0,
     }
 
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"round {r + 1} {name}: {row['rps']:.1f} req/s, "
                         f"{row['cpu_ms_per_req']:.2f} ms CPU/req, "
-                        f"{row['cpu_pct']:.0f}% CPU, S3/req {row['s3_per_req']:.2f}, errors {row['errors']} "
+                        f"{row['cpu_pct']:.0f}% CPU, S3/req {row['s3_per_req']:.2f}, "
+                        f"S3 answers in {row['s3_service_ms']:.1f} ms + latency, errors {row['errors']} "
                         f"{row['error_samples']}",
                         file=sys.stderr,
                         flush=True,

@@ -10,8 +10,10 @@ per call and we do not need is switched off here, once:
   flexible checksums, Ceph or older MinIO, work too);
 - botocore's ``dateutil`` timestamp parser (about 0.25 ms a GetObject);
 - handlers for features we never use: SSE-C keys, idempotency tokens,
-  user metadata, the Lambda recursion header, and ``Expect: 100-continue``
-  (a whole extra round trip before every PutObject's body);
+  user metadata, the Lambda recursion header, the ``Expires`` header, and
+  ``Expect: 100-continue`` (a whole extra round trip before every
+  PutObject's body); and telemetry: the ``amz-sdk-*`` retry headers and
+  the User-Agent rebuilt a second time per call;
 - the endpoint rules evaluated per call: the endpoint depends only on the
   operation, the bucket and the client's settings, so it is kept per
   (operation, bucket, settings) after the first call;
@@ -51,6 +53,8 @@ _UNUSED_HANDLERS = frozenset(
         "add_expect_header",  # Expect: 100-continue, an extra round trip per PutObject
         "add_recursion_detection_header",  # AWS Lambda only
         "inject_api_version_header_if_needed",  # not S3's
+        "handle_expires_header",  # scans the output shape per call; we never read Expires
+        "add_retry_headers",  # amz-sdk-* telemetry headers: two more headers to sign and send
     }
 )
 #: Endpoints kept per client: (operation, bucket, settings) is a handful in practice.
@@ -109,6 +113,10 @@ def make_client(pool_size: int, timeouts: S3Timeouts | None = None) -> Any:
         event, handler = entry[0], entry[1]
         if getattr(handler, "__name__", "") in _UNUSED_HANDLERS:
             events.unregister(event, handler)
+    agent = getattr(client, "_user_agent_creator", None)
+    rebuild = getattr(agent, "rebuild_and_replace_user_agent_handler", None)
+    if rebuild is not None:  # the User-Agent built per call already; rebuilt only for telemetry
+        events.unregister("request-created.s3", rebuild)
     resolver = getattr(client, "_ruleset_resolver", None)
     if resolver is not None and hasattr(resolver, "_get_customized_builtins"):
         resolver.construct_endpoint = CachedEndpoints(resolver)
