@@ -98,3 +98,40 @@ def test_retries_still_happen(clients: tuple[Any, Any]) -> None:
     ours.meta.events.register("before-send.s3", throttle)
     ours.put_object(Bucket=BUCKET, Key="k", Body=b"x")
     assert len(attempts) == 3
+
+
+def test_pools_are_kept_per_origin_and_a_closed_one_is_replaced() -> None:
+    """``CachedPools``: one lookup per origin (path and query do not matter), bounded, never a closed pool."""
+    from was_twisted.storage.s3_client import CachedPools
+
+    class Pool:
+        def __init__(self, origin: str) -> None:
+            self.origin = origin
+            self.pool: object | None = object()  # urllib3 sets it to None on close
+
+    asked: list[str] = []
+
+    def from_url(url: str, pool_kwargs: Any = None) -> Pool:
+        asked.append(url)
+        return Pool(url.split("/", 3)[2])
+
+    pools = CachedPools(from_url, size=2)
+    a = pools("http://127.0.0.1:9000/bucket/key?x=1")
+    assert pools("http://127.0.0.1:9000/bucket/other") is a
+    assert pools("http://127.0.0.1:9000?list-type=2") is a
+    b = pools("https://s3.us-east-1.amazonaws.com/k")
+    assert b is not a and b.origin == "s3.us-east-1.amazonaws.com" and len(asked) == 2
+    a.pool = None  # closed by the manager
+    fresh = pools("http://127.0.0.1:9000/bucket/key")
+    assert fresh is not a and len(asked) == 3
+    pools("http://other:1/k")  # a third origin: the cache (size 2) is cleared, not grown
+    assert list(pools._pools) == ["http://other:1"]
+    assert pools("http://127.0.0.1:9000/k", {"maxsize": 1}) is not fresh  # explicit kwargs: urllib3's way
+
+
+def test_the_client_looks_its_pools_up_through_the_cache(clients: tuple[Any, Any]) -> None:
+    """(In-process moto answers before any pool is used: tests/integration and the benchmarks use them.)"""
+    from was_twisted.storage.s3_client import CachedPools
+
+    ours, _ = clients
+    assert isinstance(ours._endpoint.http_session._manager.connection_from_url, CachedPools)
