@@ -64,9 +64,9 @@ class Bucket:
             "WAS_STORAGE_PREFIX": prefix,
         }
 
-    def start(self, prefix: str = "") -> WasProcess:
+    def start(self, prefix: str = "", **extra: str) -> WasProcess:
         n = len(self.servers)
-        was = WasProcess(self.env(prefix), self.tmp_path / f"twistd-{n}.log").start()
+        was = WasProcess({**self.env(prefix), **extra}, self.tmp_path / f"twistd-{n}.log").start()
         self.servers.append(was)
         return was
 
@@ -177,6 +177,49 @@ def test_two_servers_on_one_bucket_behave_as_one(bucket: Bucket) -> None:
     r = httpx.put(one.url + path, content=b"x", headers=signed(bob, "PUT", path))
     assert r.status_code == 404
     assert raw_keys(bucket.s3, bucket.name, f"shared/spaces/{sid}/") == []
+
+
+def test_writes_with_the_space_cache_create_first_and_keep_the_layout(bucket: Bucket) -> None:
+    """``WAS_SPACE_CACHE_SECONDS``: a cached write is a PutObject ``If-None-Match: *`` first (the store's 412
+    says it existed), with the same keys, bytes and metadata records as without the cache; racing creators of
+    one path leave one record and one whole body."""
+    was = bucket.start("cache/", WAS_SPACE_CACHE_SECONDS="30")
+    alice = Ed25519Signer()
+    sid = provision(was.url, alice)
+
+    def put(path: str, data: bytes) -> int:
+        wire = f"/space/{sid}{path}"
+        headers = {"content-type": "text/plain", **signed(alice, "PUT", wire)}
+        return httpx.put(was.url + wire, content=data, headers=headers, timeout=30).status_code
+
+    def record(path: str) -> dict[str, object]:
+        key = f"cache/spaces/{sid}/metadata/{quote(path, safe='')}.json"
+        return dict(json.loads(bucket.s3.client().get_object(Bucket=bucket.name, Key=key)["Body"].read()))
+
+    assert put("/first", b"1") == 204  # loads the space record, and caches it
+    assert put("/r", b"one") == 204  # created by the conditional PutObject
+    assert put("/r", b"three") == 204  # refused by it (412), then overwritten
+    created = record("/r")
+    assert created["createdBy"] == alice.controller
+    wire = f"/space/{sid}/r"
+    assert httpx.get(was.url + wire, headers=signed(alice, "GET", wire)).content == b"three"
+    assert record("/r") == created  # the overwrite kept the creation record
+    bodies = [bytes([65 + n]) * (n + 1) for n in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(lambda b: put("/race", b), bodies)) == [204] * 6
+    wire = f"/space/{sid}/race"
+    assert httpx.get(was.url + wire, headers=signed(alice, "GET", wire)).content in bodies
+    assert record("/race")["createdBy"] == alice.controller
+    root = f"cache/spaces/{sid}/"
+    assert raw_keys(bucket.s3, bucket.name, root) == [
+        root + "_meta.json",
+        root + "metadata/%2Ffirst.json",
+        root + "metadata/%2Fr.json",
+        root + "metadata/%2Frace.json",
+        root + "resources/%2Ffirst",
+        root + "resources/%2Fr",
+        root + "resources/%2Frace",
+    ]
 
 
 def test_concurrent_creates_give_one_success(bucket: Bucket) -> None:

@@ -10,9 +10,10 @@ import pytest
 
 from tests.unit.test_storage_contract import allow
 from was_twisted.config import ConfigError, settings_from_env
-from was_twisted.storage.base import SpaceMissing, SpaceRecord
+from was_twisted.storage.base import DEFAULT_CONTENT_TYPE, SpaceMissing, SpaceRecord
 from was_twisted.storage.s3 import S3Backend
 from was_twisted.storage.s3_client import CachedEndpoints
+from was_twisted.storage.s3_upload import part_size
 from was_twisted.storage.space_cache import SpaceCache
 
 BUCKET = "was-cache"
@@ -107,23 +108,94 @@ def write(b: S3Backend, space_id: str, seen: list[str] | None = None) -> bool | 
     return b.write_resource(space_id, "/r", io.BytesIO(b"x"), "text/plain", guard).existed
 
 
-def test_a_cached_write_is_two_s3_requests_and_a_read_one(s3: Any) -> None:
-    """Counted by the client's before-call hook: HeadObject (existed?) and PutObject, then GetObject alone."""
+def test_a_cached_create_is_one_s3_request_an_overwrite_two_and_a_read_one(s3: Any) -> None:
+    """Counted by the client's before-call hook: PutObject ``If-None-Match: *`` first, no HeadObject.
+
+    A create is that one PutObject; an overwrite is refused by it (412) and sent again
+    unconditionally (two, as HEAD + PUT were); a read is the GetObject alone.
+    """
     b = cached_backend(FakeClock())
     put_space(b, "s1", ALICE)
-    assert write(b, "s1") is False  # the first write loads the record, and creates /r
+    assert b.get_space("s1") is not None  # now cached
+    b.calls.clear()
+    assert write(b, "s1") is False
+    assert b.calls == {"PutObject": 1}
     b.calls.clear()
     for _ in range(3):
         assert write(b, "s1") is True
-    assert b.calls == {"HeadObject": 3, "PutObject": 3}
+    assert b.calls == {"PutObject": 6}
     b.calls.clear()
     submitted: list[Any] = []
     submit = b._side.submit
     b._side.submit = lambda f, *a: submitted.append(f) or submit(f, *a)  # type: ignore[method-assign]
     _, res = b.read_resource("s1", "/r")
-    assert res is not None and res.body.read() == b"x"
+    assert res is not None and res.body.read() == b"x" and res.info.content_type == "text/plain"
     assert b.calls == {"GetObject": 1}
     assert submitted == []  # the cached record needs no side thread
+
+
+def test_a_cached_write_stores_what_an_uncached_one_does(s3: Any) -> None:
+    """Bytes, content type and ETag as S3 has them; an overwrite replaces the bytes; no extra keys."""
+    b = cached_backend(FakeClock())
+    put_space(b, "s1", ALICE)
+    b.get_space("s1")
+    info = b.write_resource("s1", "/a b", io.BytesIO(b"one"), "text/plain", lambda _: None)
+    raw = s3.get_object(Bucket=BUCKET, Key="p/spaces/s1/resources/%2Fa%20b")
+    assert (raw["Body"].read(), raw["ContentType"], raw["ETag"]) == (b"one", "text/plain", info.etag)
+    again = b.write_resource("s1", "/a b", io.BytesIO(b"two"), "", lambda _: None)
+    raw = s3.get_object(Bucket=BUCKET, Key="p/spaces/s1/resources/%2Fa%20b")
+    assert (raw["Body"].read(), raw["ContentType"], raw["ETag"]) == (b"two", DEFAULT_CONTENT_TYPE, again.etag)
+    assert (info.existed, again.existed, again.size) == (False, True, 3)
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="p/spaces/s1/")["Contents"]
+    assert sorted(o["Key"] for o in listed) == ["p/spaces/s1/_meta.json", "p/spaces/s1/resources/%2Fa%20b"]
+
+
+def test_a_cached_write_refused_by_its_guard_sends_nothing_and_reads_no_body(s3: Any) -> None:
+    b = cached_backend(FakeClock())
+    put_space(b, "s1", ALICE)
+    b.get_space("s1")
+    b.calls.clear()
+    body = io.BytesIO(b"secret")
+
+    def refuse(current: SpaceRecord | None) -> None:
+        raise PermissionError("no")
+
+    with pytest.raises(PermissionError):
+        b.write_resource("s1", "/r", body, "text/plain", refuse)
+    assert b.calls == {} and body.tell() == 0
+
+
+def test_a_cached_write_of_a_key_created_elsewhere_says_it_existed(s3: Any) -> None:
+    """Another server (no cache) created the path after this one cached the record: S3's 412 says so."""
+    clock = FakeClock()
+    here = cached_backend(clock)
+    there = S3Backend(BUCKET, "p/", threads=4)
+    put_space(here, "s1", ALICE)
+    here.get_space("s1")
+    assert (
+        there.write_resource("s1", "/r", io.BytesIO(b"theirs"), "text/plain", lambda _: None).existed is False
+    )
+    assert write(here, "s1") is True
+    assert s3.get_object(Bucket=BUCKET, Key="p/spaces/s1/resources/%2Fr")["Body"].read() == b"x"
+
+
+def test_a_cached_write_of_a_large_body_heads_first_and_goes_multipart(s3: Any) -> None:
+    """Multipart completion ignores If-None-Match on Ceph RGW: a body over one part is HEADed first."""
+    b = cached_backend(FakeClock())
+    put_space(b, "s1", ALICE)
+    b.get_space("s1")
+    data = b"m" * (part_size(1) + 5)
+    for existed in (False, True):
+        b.calls.clear()
+        info = b.write_resource("s1", "/big", io.BytesIO(data), "video/mp4", lambda _: None)
+        assert (info.existed, info.size) == (existed, len(data))
+        assert (
+            b.calls["HeadObject"] == 1
+            and b.calls["CreateMultipartUpload"] == 1
+            and b.calls["UploadPart"] == 2
+        )
+    _, res = b.read_resource("s1", "/big")
+    assert res is not None and res.body.read() == data
 
 
 def test_without_the_cache_a_write_is_three_requests(s3: Any) -> None:

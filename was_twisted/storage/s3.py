@@ -290,7 +290,20 @@ class S3Backend(S3Deletes):
         and rides on the request that commits (``IfNoneMatch='*'``,
         ``IfMatch``), see ``_write_conditional``.  The body is read only after
         ``guard`` passed; it may still be arriving (``s3_upload.py``).
+
+        With the record cached (``WAS_SPACE_CACHE_SECONDS``) there is no GET
+        to hide the HEAD behind: a plain write then tries to create first
+        (``_write_creating_first``), one S3 request fewer for a new path.
         """
+        cached = self.space_cache.get(space_id) if self.space_cache is not None else None
+        if cached is not None and condition is None:
+            guard(cached[0])
+            content_type = content_type or DEFAULT_CONTENT_TYPE
+            # _resource_key raises KeyTooLong, after the guard as below.
+            etag, size, existed = self._write_creating_first(
+                self._resource_key(space_id, path), body, content_type
+            )
+            return ResourceInfo(content_type=content_type, size=size, etag=etag, existed=existed)
         try:
             key: str | None = self._resource_key(space_id, path)
         except KeyTooLong:

@@ -1,8 +1,11 @@
 """The one S3 client a process shares: boto3 with its retries and timeouts, less per-call CPU.
 
-botocore spends about a millisecond of CPU on every call (bench/README.rst)
-and one server process makes up to two per request, so what botocore does
-per call and we do not need is switched off here, once:
+botocore spends one to two milliseconds of CPU on every call (about 2 ms on
+the 2-core development VM, by profile: ~40% sending and reading HTTP through
+urllib3 and http.client, ~20% SigV4 signing, the rest building the request,
+event hooks and parsing) and one server process makes two or three per
+request, so what botocore does per call and we do not need is switched off
+here, once:
 
 - parameter validation (``parameter_validation=False``): every call's
   arguments are built by ``s3_bucket.py``, never by a user;
@@ -10,11 +13,15 @@ per call and we do not need is switched off here, once:
   flexible checksums, Ceph or older MinIO, work too);
 - botocore's ``dateutil`` timestamp parser (about 0.25 ms a GetObject);
 - handlers for features we never use: SSE-C keys, idempotency tokens,
-  user metadata, the Lambda recursion header, and ``Expect: 100-continue``
-  (a whole extra round trip before every PutObject's body);
+  user metadata, the Lambda recursion header, the ``Expires`` header, and
+  ``Expect: 100-continue`` (a whole extra round trip before every
+  PutObject's body); and telemetry: the ``amz-sdk-*`` retry headers and
+  the User-Agent rebuilt a second time per call;
 - the endpoint rules evaluated per call: the endpoint depends only on the
   operation, the bucket and the client's settings, so it is kept per
   (operation, bucket, settings) after the first call;
+- the connection pool looked up from the whole URL per call: it is kept
+  per origin;
 - response headers looked up one by one for every header the operation
   could return (about 70 lookups a GetObject): the headers a response has
   are matched against the modeled ones instead (same result).
@@ -51,10 +58,14 @@ _UNUSED_HANDLERS = frozenset(
         "add_expect_header",  # Expect: 100-continue, an extra round trip per PutObject
         "add_recursion_detection_header",  # AWS Lambda only
         "inject_api_version_header_if_needed",  # not S3's
+        "handle_expires_header",  # scans the output shape per call; we never read Expires
+        "add_retry_headers",  # amz-sdk-* telemetry headers: two more headers to sign and send
     }
 )
 #: Endpoints kept per client: (operation, bucket, settings) is a handful in practice.
 ENDPOINT_CACHE_SIZE = 256
+#: Connection pools kept per client, by origin: below urllib3's own ``num_pools`` (10), so it evicts none.
+POOL_CACHE_SIZE = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +120,14 @@ def make_client(pool_size: int, timeouts: S3Timeouts | None = None) -> Any:
         event, handler = entry[0], entry[1]
         if getattr(handler, "__name__", "") in _UNUSED_HANDLERS:
             events.unregister(event, handler)
+    agent = getattr(client, "_user_agent_creator", None)
+    rebuild = getattr(agent, "rebuild_and_replace_user_agent_handler", None)
+    if rebuild is not None:  # the User-Agent built per call already; rebuilt only for telemetry
+        events.unregister("request-created.s3", rebuild)
+    session = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    manager = getattr(session, "_manager", None)
+    if manager is not None and hasattr(manager, "connection_from_url"):
+        manager.connection_from_url = CachedPools(manager.connection_from_url)
     resolver = getattr(client, "_ruleset_resolver", None)
     if resolver is not None and hasattr(resolver, "_get_customized_builtins"):
         resolver.construct_endpoint = CachedEndpoints(resolver)
@@ -155,6 +174,34 @@ class CachedEndpoints:
                 self._cache.clear()
             self._cache[key] = result
         return result
+
+
+class CachedPools:
+    """urllib3's ``connection_from_url`` remembered per origin (``scheme://host:port``).
+
+    botocore asks for the pool on every call, and urllib3 parses the whole
+    URL and normalises a pool key each time (about 5% of a call's
+    instructions, by callgrind); the pool depends only on the origin.  A pool
+    the manager has closed since is asked for again.  Bounded: cleared when full.
+    """
+
+    def __init__(self, from_url: Callable[..., Any], size: int = POOL_CACHE_SIZE) -> None:
+        self._from_url = from_url
+        self._size = size
+        self._pools: dict[str, Any] = {}
+
+    def __call__(self, url: str, pool_kwargs: Any = None) -> Any:
+        if pool_kwargs is not None:
+            return self._from_url(url, pool_kwargs)
+        scheme, sep, rest = url.partition("://")
+        origin = scheme + sep + rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+        pool = self._pools.get(origin)
+        if pool is None or getattr(pool, "pool", None) is None:  # unknown, or closed by the manager
+            pool = self._from_url(url)
+            if origin not in self._pools and len(self._pools) >= self._size:
+                self._pools.clear()
+            self._pools[origin] = pool
+        return pool
 
 
 class HeadersFirstParser(RestXMLParser):
