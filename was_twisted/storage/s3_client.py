@@ -109,10 +109,26 @@ def make_client(pool_size: int, timeouts: S3Timeouts | None = None) -> Any:
         event, handler = entry[0], entry[1]
         if getattr(handler, "__name__", "") in _UNUSED_HANDLERS:
             events.unregister(event, handler)
+    events.register("before-sign.s3.UploadPart", UnsignedPartPayload(client.meta.config))
     resolver = getattr(client, "_ruleset_resolver", None)
     if resolver is not None and hasattr(resolver, "_get_customized_builtins"):
         resolver.construct_endpoint = CachedEndpoints(resolver)
     return client
+
+
+class UnsignedPartPayload:
+    """A part's body is not SHA-256 hashed for its signature (``UNSIGNED-PAYLOAD``): see ``s3_upload.py``.
+
+    Hashing is most of the CPU a large upload costs us (1 ms a MiB); botocore
+    skips it on its own only over https with a checksum header.
+    """
+
+    def __init__(self, config: Config) -> None:
+        s3: Any = {**(getattr(config, "s3", None) or {}), "payload_signing_enabled": False}
+        self._config = config.merge(Config(s3=s3))
+
+    def __call__(self, request: Any, **_: Any) -> None:
+        request.context["client_config"] = self._config
 
 
 class CachedEndpoints:
