@@ -27,6 +27,7 @@ import http.client
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -318,10 +319,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="256,1024", help="object sizes in MiB, comma-separated")
     parser.add_argument("--repeat", type=int, default=1, help="runs per size; the best is reported")
     parser.add_argument("--json", help="write the raw figures here")
+    parser.add_argument("--keep-logs", metavar="DIR", help="copy twistd's and the S3 server's logs here")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     with tempfile.TemporaryDirectory(prefix="was-large-bench-") as tmp:
-        result = measure(sizes, args.repeat, Path(tmp))
+        try:
+            result = measure(sizes, args.repeat, Path(tmp))
+        finally:
+            if args.keep_logs:
+                keep = Path(args.keep_logs)
+                keep.mkdir(parents=True, exist_ok=True)
+                for log in (Path(tmp) / "twistd.log", Path(tmp) / "moto" / "moto.log"):
+                    if log.exists():
+                        shutil.copy(log, keep / log.name)
     print(report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -26,6 +26,7 @@ of our CPU per MiB).  Parts are
 from __future__ import annotations
 
 import io
+import mmap
 import secrets
 from collections import deque
 from concurrent.futures import Executor, Future, wait
@@ -66,7 +67,19 @@ def read_part(body: BinaryIO, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def fill(body: BinaryIO, buffer: bytearray) -> int:
+def part_buffer(size: int) -> mmap.mmap:
+    """A part's buffer: a mapping of its own, returned to the system when the upload drops it.
+
+    A ``bytearray`` this size comes from the allocating thread's malloc
+    arena once glibc's mmap threshold has risen past it (after the first
+    free), and an arena keeps what is freed: with uploads landing on
+    different storage threads, each thread's arena kept its last upload's
+    parts (peak RSS +139 MiB after a few 1 GiB uploads; +85 with this).
+    """
+    return mmap.mmap(-1, size)
+
+
+def fill(body: BinaryIO, buffer: bytearray | mmap.mmap) -> int:
     """Fill ``buffer`` from ``body``; how many bytes (fewer only at the body's end).
 
     One copy per byte (the pipe's chunks straight into the part), where
@@ -204,8 +217,8 @@ def _multipart(
         )
         return {"ETag": part["ETag"], "PartNumber": number}
 
-    in_flight: deque[tuple[Future[dict[str, Any]], bytearray | None]] = deque()
-    free: list[bytearray] = []  # part buffers back from S3, reused: no allocation per part
+    in_flight: deque[tuple[Future[dict[str, Any]], mmap.mmap | None]] = deque()
+    free: list[mmap.mmap] = []  # part buffers back from S3, reused: no allocation per part
     parts: list[dict[str, Any]] = []
     size = 0
 
@@ -226,7 +239,7 @@ def _multipart(
                 data: bytes | memoryview = head.pop(0)
                 got = len(data)
             else:
-                buffer = free.pop() if free else bytearray(want)
+                buffer = free.pop() if free else part_buffer(want)
                 got = fill(body, buffer)
                 data = memoryview(buffer)[:got] if got < want else memoryview(buffer)
             if not got:
