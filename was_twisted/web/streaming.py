@@ -33,8 +33,8 @@ from ..storage.threaded import SMALL_BODY, AsyncBody
 log = Logger()
 
 #: Chunks of a large body after the first (``AsyncBody.chunks`` reads the next while one is sent).
-#: 4 MiB: a fifth less CPU per GiB than 1 MiB (bench/README.rst, "Large objects"), at three
-#: chunks in memory per download (the one sent, the one read, Twisted's send buffer of it).
+#: 4 MiB: about half the twistd CPU of 1 MiB chunks on a 1 GiB GET (bench/README.rst, "Large
+#: objects"), at two or three chunks in memory per download (the one sent, the one read).
 DOWNLOAD_CHUNK = 4 * 1024 * 1024
 
 #: What a failed body's response must not keep when it turns into a problem document.
