@@ -22,15 +22,18 @@ must stay empty), and that no multipart upload was left on the bucket.  See ``be
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +184,16 @@ class Direct:
         return time.perf_counter() - started, first_started - started + ttfb
 
 
+@contextlib.contextmanager
+def cpu_of(cells: dict[str, float], name: str, *pids: int) -> Iterator[None]:
+    """CPU seconds meanwhile: twistd's (``{name}_cpu``, first of two pids), the S3 server's (``_s3_cpu``)."""
+    names = [f"{name}_cpu", f"{name}_s3_cpu"][-len(pids) :]
+    before = [proc_cpu_s(p) for p in pids]
+    yield
+    for label, p, b in zip(names, pids, before, strict=True):
+        cells[label] = proc_cpu_s(p) - b
+
+
 def provision(url: str, signer: Ed25519Signer) -> str:
     sid = str(uuid.uuid4())
     host, port = url.removeprefix("http://").split(":")
@@ -212,6 +225,7 @@ def measure(sizes: list[int], repeat: int, workdir: Path) -> dict[str, Any]:
         with WasProcess(env, workdir / "twistd.log") as was:
             assert was.proc is not None
             pid = was.proc.pid
+            s3_pid = s3._procs[0].pid
             signer = Ed25519Signer()
             ours = Ours(was.url, signer, provision(was.url, signer))
             direct = Direct(s3, bucket)
@@ -225,14 +239,15 @@ def measure(sizes: list[int], repeat: int, workdir: Path) -> dict[str, Any]:
                     best: dict[str, float] = {}
                     for _ in range(repeat):
                         key = f"obj-{size_mib}"
-                        cells = {"direct_put": direct.put(key, size)}
-                        cpu = proc_cpu_s(pid)
-                        cells["ours_put"] = ours.put(key, size)
-                        cells["ours_put_cpu"] = proc_cpu_s(pid) - cpu
-                        cells["direct_get"], cells["direct_ttfb"] = direct.get(key, size)
-                        cpu = proc_cpu_s(pid)
-                        cells["ours_get"], cells["ours_ttfb"] = ours.get(key, size)
-                        cells["ours_get_cpu"] = proc_cpu_s(pid) - cpu
+                        cells: dict[str, float] = {}
+                        with cpu_of(cells, "direct_put", s3_pid):
+                            cells["direct_put"] = direct.put(key, size)
+                        with cpu_of(cells, "ours_put", pid, s3_pid):
+                            cells["ours_put"] = ours.put(key, size)
+                        with cpu_of(cells, "direct_get", s3_pid):
+                            cells["direct_get"], cells["direct_ttfb"] = direct.get(key, size)
+                        with cpu_of(cells, "ours_get", pid, s3_pid):
+                            cells["ours_get"], cells["ours_ttfb"] = ours.get(key, size)
                         for name, value in cells.items():
                             best[name] = min(best.get(name, value), value)
                     best["size_mib"] = size_mib
@@ -265,6 +280,8 @@ def report(result: dict[str, Any]) -> str:
         "1st byte ratio",
         "RSS growth MiB",
         "twistd CPU s PUT/GET",
+        "S3 CPU s PUT ours/direct",
+        "S3 CPU s GET ours/direct",
     ]
     rows = [header]
     for r in result["rows"]:
@@ -282,6 +299,8 @@ def report(result: dict[str, Any]) -> str:
                 ratio(r["ours_ttfb"], r["direct_ttfb"]),
                 f"+{r['peak_rss_growth_mib']:.0f}",
                 f"{r['ours_put_cpu']:.2f} / {r['ours_get_cpu']:.2f}",
+                f"{r['ours_put_s3_cpu']:.2f} / {r['direct_put_s3_cpu']:.2f}",
+                f"{r['ours_get_s3_cpu']:.2f} / {r['direct_get_s3_cpu']:.2f}",
             ]
         )
     lines = [
@@ -300,10 +319,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="256,1024", help="object sizes in MiB, comma-separated")
     parser.add_argument("--repeat", type=int, default=1, help="runs per size; the best is reported")
     parser.add_argument("--json", help="write the raw figures here")
+    parser.add_argument("--keep-logs", metavar="DIR", help="copy twistd's and the S3 server's logs here")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     with tempfile.TemporaryDirectory(prefix="was-large-bench-") as tmp:
-        result = measure(sizes, args.repeat, Path(tmp))
+        try:
+            result = measure(sizes, args.repeat, Path(tmp))
+        finally:
+            if args.keep_logs:
+                keep = Path(args.keep_logs)
+                keep.mkdir(parents=True, exist_ok=True)
+                for log in (Path(tmp) / "twistd.log", Path(tmp) / "moto" / "moto.log"):
+                    if log.exists():
+                        shutil.copy(log, keep / log.name)
     print(report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

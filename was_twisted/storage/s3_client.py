@@ -128,10 +128,30 @@ def make_client(pool_size: int, timeouts: S3Timeouts | None = None) -> Any:
     manager = getattr(session, "_manager", None)
     if manager is not None and hasattr(manager, "connection_from_url"):
         manager.connection_from_url = CachedPools(manager.connection_from_url)
+    events.register("before-sign.s3.UploadPart", UnsignedPartPayload(client.meta.config))
     resolver = getattr(client, "_ruleset_resolver", None)
     if resolver is not None and hasattr(resolver, "_get_customized_builtins"):
         resolver.construct_endpoint = CachedEndpoints(resolver)
     return client
+
+
+class UnsignedPartPayload:
+    """Over https, a part's body is not SHA-256 hashed for its signature (``UNSIGNED-PAYLOAD``).
+
+    Hashing is most of the CPU a large upload costs us (1 ms a MiB); botocore
+    skips it on its own only over https with a checksum header, which we do
+    not send (``request_checksum_calculation``).  Over https TLS already
+    protects the part in transit; over plain http the signed hash is the only
+    thing that does (against a corrupting or meddling hop), so there it stays.
+    """
+
+    def __init__(self, config: Config) -> None:
+        s3: Any = {**(getattr(config, "s3", None) or {}), "payload_signing_enabled": False}
+        self._config = config.merge(Config(s3=s3))
+
+    def __call__(self, request: Any, **_: Any) -> None:
+        if str(getattr(request, "url", "")).startswith("https://"):
+            request.context["client_config"] = self._config
 
 
 class CachedEndpoints:

@@ -28,9 +28,14 @@ from zope.interface import implementer
 
 from ..errors import StorageFailure, Unavailable
 from ..storage.base import StorageBusy, StorageError
-from ..storage.threaded import SMALL_BODY, STREAM_CHUNK, AsyncBody
+from ..storage.threaded import SMALL_BODY, AsyncBody
 
 log = Logger()
+
+#: Chunks of a large body after the first (``AsyncBody.chunks`` reads the next while one is sent).
+#: 4 MiB: about half the twistd CPU of 1 MiB chunks on a 1 GiB GET (bench/README.rst, "Large
+#: objects"), at two or three chunks in memory per download (the one sent, the one read).
+DOWNLOAD_CHUNK = 4 * 1024 * 1024
 
 #: What a failed body's response must not keep when it turns into a problem document.
 _REPRESENTATION = (b"content-length", b"content-range", b"content-type", b"etag", b"last-modified")
@@ -64,8 +69,8 @@ def _send_more_per_write(request: Request) -> None:
     Fewer reactor turns per MiB: what a large body's throughput is bound by on a busy machine.
     """
     transport: Any = request.channel.transport if request.channel is not None else None
-    if transport is not None and getattr(transport, "SEND_LIMIT", STREAM_CHUNK) < STREAM_CHUNK:
-        transport.SEND_LIMIT = STREAM_CHUNK
+    if transport is not None and getattr(transport, "SEND_LIMIT", DOWNLOAD_CHUNK) < DOWNLOAD_CHUNK:
+        transport.SEND_LIMIT = DOWNLOAD_CHUNK
 
 
 class _BodyFailed(Exception):  # noqa: N818 - a state of one response
@@ -107,7 +112,7 @@ async def _send(request: Request, body: AsyncBody, size: int) -> bytes:
     request.registerProducer(valve, True)
     lost: list[bool] = []
     request.notifyFinish().addErrback(lambda _: lost.append(True))
-    chunks = body.chunks()
+    chunks = body.chunks(size=DOWNLOAD_CHUNK)
     _send_more_per_write(request)
     sent = 0
     try:

@@ -36,6 +36,8 @@ from .limits import BoundedRequest
 
 #: Bodies longer than this (or chunked) stream to storage; shorter ones are read whole first.
 STREAM_THRESHOLD = 256 * 1024
+#: What one read from the client's socket may take while a body streams (Twisted's default: 64 KiB).
+STREAM_RECV = 256 * 1024
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -63,6 +65,9 @@ class StreamingRequest(BoundedRequest):
         line = (channel._command, channel._path, channel._version)
         self._line = line
         transport: Any = self.transport
+        if getattr(transport, "bufferSize", STREAM_RECV) < STREAM_RECV:
+            # Fewer, larger reads: each costs a turn of the reactor and of the HTTP parser.
+            transport.bufferSize = STREAM_RECV
         threads = cast(IReactorFromThreads, reactor)
         pipe = BodyPipe(threads, transport.pauseProducing, transport.resumeProducing, self._send_continue)
         self.pipe = pipe
