@@ -64,6 +64,10 @@ class SpaceExists(WASError):
     """A create-only request met a space that already exists."""
 
 
+class UnsupportedEncryptionScheme(WASError):
+    """A collection declares an ``encryption`` scheme this server does not enforce (it enforces none)."""
+
+
 class ReservedId(WASError):
     """The path names one of the spec's reserved segments for a method it does not have there."""
 

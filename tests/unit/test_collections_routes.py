@@ -124,7 +124,7 @@ async def test_post_collection_with_body_id_and_conflict(
             "invalid-request-body",
             None,
         ),
-        ({"encryption": {"scheme": "edv"}}, 400, "invalid-request-body", "#/encryption"),
+        ({"encryption": {"scheme": "edv"}}, 400, "unsupported-encryption-scheme", "#/encryption"),
         ([], 400, "invalid-request-body", None),
     ],
 )

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..bodies import json_object
-from ..errors import InvalidId, InvalidRequestBody, ReservedId, UnsupportedBackend
+from ..errors import (
+    InvalidId,
+    InvalidRequestBody,
+    ReservedId,
+    UnsupportedBackend,
+    UnsupportedEncryptionScheme,
+)
 from .base import resource_url, space_url
 from .reserved import SPACE_RESERVED
 
@@ -160,7 +166,7 @@ def parse_collection_body(body: bytes, url_id: str | None, storage_backend: str)
             pointer="#/generatorOrigin",
         )
     if doc.get("encryption") is not None:
-        raise InvalidRequestBody(
+        raise UnsupportedEncryptionScheme(
             "This server does not enforce any encryption scheme, so it accepts no 'encryption' descriptor.",
             pointer="#/encryption",
         )

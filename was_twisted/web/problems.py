@@ -31,6 +31,7 @@ from ..errors import (
     StorageFailure,
     Unavailable,
     UnsupportedBackend,
+    UnsupportedEncryptionScheme,
     UnsupportedOperation,
     UriTooLong,
     WASError,
@@ -59,6 +60,9 @@ PROBLEMS: dict[type[WASError], Problem] = {
     InvalidDigest: Problem(400, "invalid-authorization-header", "Invalid Authorization header."),
     RepeatedAuthorization: Problem(400, "invalid-authorization-header", "Invalid Authorization header."),
     ReservedId: Problem(409, "reserved-id", "Reserved id."),
+    UnsupportedEncryptionScheme: Problem(
+        400, "unsupported-encryption-scheme", "Unsupported encryption scheme."
+    ),
     Forbidden: Problem(403, "forbidden", "Forbidden."),
     SpaceExists: Problem(409, "id-conflict", "A Space with this id already exists."),
     IdConflict: Problem(409, "id-conflict", "An item with this id already exists."),
