@@ -10,8 +10,7 @@ import pytest
 from botocore.config import Config
 
 from tests.unit.test_storage_contract import allow
-from was_twisted.storage.base import SpaceRecord
-from was_twisted.storage.s3 import S3Backend
+from tests.unit.test_upload_abort import _s3_with_space
 from was_twisted.storage.s3_client import UnsignedPartPayload
 from was_twisted.storage.s3_upload import PARTS_IN_FLIGHT, PartBody, fill
 
@@ -58,16 +57,8 @@ def test_part_body_reads_slices_and_rewinds_for_a_retry() -> None:
     assert body.readinto(target) == 2 and target[:2] == b"67"
 
 
-def _backend() -> S3Backend:
-    b = S3Backend("parts", "pfx/", threads=4)
-    b.client.create_bucket(Bucket="parts")
-    b.check()
-    b.put_space("s1", lambda _: SpaceRecord(space_id="s1", id="urn:uuid:s1", controller="did:key:z"))
-    return b
-
-
 def test_parts_are_unsigned_reuse_buffers_and_arrive_whole(mocked_aws: None) -> None:
-    b = _backend()
+    b = _s3_with_space(mocked_aws)
     sent: dict[str, list[Any]] = {"UploadPart": [], "PutObject": [], "CreateMultipartUpload": []}
 
     def signed(request: Any, operation_name: str, **_: Any) -> None:

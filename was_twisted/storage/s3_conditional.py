@@ -21,31 +21,13 @@ from .base import ByteRange, Condition, Guard, KeyTooLong, PreconditionFailed, S
 from .s3_bucket import _CONFLICT, _MISSING, _code, _Conflict
 from .s3_faults import S3Body
 from .s3_records import S3Records
-from .s3_upload import part_size, read_part, upload
+from .s3_upload import multipart, read_head, upload
 
 
 def _total_size(obj: dict[str, Any]) -> int:
     """The whole object's size from a ranged GetObject's ``ContentRange`` (``bytes a-b/total``)."""
     total = str(obj.get("ContentRange") or "").rpartition("/")[2]
     return int(total) if total.isdigit() else int(obj.get("ContentLength", 0))
-
-
-class _Prefixed:
-    """Bytes already read from a body, then the rest of it: ``read`` as the body's."""
-
-    def __init__(self, chunks: list[bytes], body: BinaryIO) -> None:
-        self._chunks = [c for c in chunks if c]
-        self._body = body
-
-    def read(self, size: int = -1) -> bytes:
-        if not self._chunks:
-            return self._body.read(size)
-        chunk = self._chunks[0]
-        if 0 <= size < len(chunk):
-            self._chunks[0] = chunk[size:]
-            return chunk[:size]
-        self._chunks.pop(0)
-        return chunk
 
 
 class S3Conditional(S3Records):
@@ -119,16 +101,14 @@ class S3Conditional(S3Records):
         created.  A larger body is a multipart upload, whose condition Ceph RGW
         ignores: it is preceded by a HEAD, as without the cache.
         """
-        first = read_part(body, part_size(1))
-        more = read_part(body, 1) if len(first) == part_size(1) else b""
-        if not more:
+        first, second = read_head(body)
+        if not second:
             try:
                 return self._put(key, first, content_type, IfNoneMatch="*").get("ETag"), len(first), False
             except _Conflict:
                 return self._put(key, first, content_type).get("ETag"), len(first), True
         existed = self._head(key) is not None
-        rest = cast(BinaryIO, _Prefixed([first, more], body))
-        etag, size = upload(self, self._part_pool(), key, rest, content_type)
+        etag, size = multipart(self, self._part_pool(), key, [first, second], body, content_type, {})
         return etag, size, existed
 
     def _delete_conditional(self, space_id: str, path: str, guard: Guard, condition: Condition) -> bool:

@@ -173,18 +173,24 @@ def upload(
     body that fits in one part is one PutObject (its end is seen by reading
     one byte more).
     """
-    first = read_part(body, part_size(1))
-    second = read_part(body, part_size(2)) if len(first) == part_size(1) else b""
+    first, second = read_head(body)
     if not second:
         if if_match is not None:
             return bucket._put_if_match(key, first, content_type, if_match).get("ETag"), len(first)
         return bucket._put(key, first, content_type, **conditions).get("ETag"), len(first)
     if if_match is not None:
         conditions["IfMatch"] = bucket._if_match_value(if_match)
-    return _multipart(bucket, pool, key, [first, second], body, content_type, conditions)
+    return multipart(bucket, pool, key, [first, second], body, content_type, conditions)
 
 
-def _multipart(
+def read_head(body: BinaryIO) -> tuple[bytes, bytes]:
+    """The body's first part and its second, empty when the body fits in one PutObject."""
+    first = read_part(body, part_size(1))
+    second = read_part(body, part_size(2)) if len(first) == part_size(1) else b""
+    return first, second
+
+
+def multipart(
     bucket: S3Bucket,
     pool: Executor,
     key: str,
