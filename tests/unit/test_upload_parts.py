@@ -12,7 +12,7 @@ from botocore.config import Config
 from tests.unit.test_storage_contract import allow
 from tests.unit.test_upload_abort import _s3_with_space
 from was_twisted.storage.s3_client import UnsignedPartPayload
-from was_twisted.storage.s3_upload import PARTS_IN_FLIGHT, PartBody, fill
+from was_twisted.storage.s3_upload import PARTS_IN_FLIGHT, PartBody, crc32, fill
 
 MIB = 1024 * 1024
 
@@ -60,12 +60,16 @@ def test_part_body_reads_slices_and_rewinds_for_a_retry() -> None:
 def test_parts_are_unsigned_reuse_buffers_and_arrive_whole(mocked_aws: None) -> None:
     b = _s3_with_space(mocked_aws)
     sent: dict[str, list[Any]] = {"UploadPart": [], "PutObject": [], "CreateMultipartUpload": []}
+    checksums: dict[str, list[Any]] = {name: [] for name in sent}
 
     def signed(request: Any, operation_name: str, **_: Any) -> None:
         if operation_name in sent:
             body = request.body
             buffer = body._view.obj if isinstance(body, PartBody) else None
             sent[operation_name].append((request.headers.get("X-Amz-Content-SHA256"), id(buffer)))
+            headers = request.headers
+            found = headers.get("x-amz-checksum-crc32") or headers.get("x-amz-checksum-algorithm")
+            checksums[operation_name].append(found.decode() if isinstance(found, bytes) else found)
 
     # After botocore's own signer (registered when the client was made): the headers as sent.
     b.client.meta.events.register("request-created.s3", signed)
@@ -78,6 +82,10 @@ def test_parts_are_unsigned_reuse_buffers_and_arrive_whole(mocked_aws: None) -> 
     parts = sent["UploadPart"]
     assert len(parts) == 13
     assert {sha for sha, _ in parts} == {"UNSIGNED-PAYLOAD"}
+    # Each part carries its own CRC32, as boto3's upload_fileobj sends (S3 checks it).
+    assert checksums["CreateMultipartUpload"] == ["CRC32"]
+    assert checksums["UploadPart"] == [crc32(data[i : i + 8 * MIB]) for i in range(0, len(data), 8 * MIB)]
+    assert crc32(b"123456789") == "y/Q5Jg=="  # the CRC32 check value 0xCBF43926, big-endian
     # Parts 1 and 2 were read before the upload was known to be multipart; later ones reuse buffers.
     assert len({buffer for _, buffer in parts[2:]}) <= PARTS_IN_FLIGHT + 1
     # Everything else keeps a signed payload (a SHA-256 in hex).
