@@ -188,25 +188,49 @@ def upload(
     first, second = read_head(body)
     if not second:
         if if_match is not None:
-            return bucket._put_if_match(key, first, content_type, if_match).get("ETag"), len(first)
-        return bucket._put(key, first, content_type, **conditions).get("ETag"), len(first)
+            return bucket._put_if_match(key, sendable(first), content_type, if_match).get("ETag"), len(first)
+        return bucket._put(key, sendable(first), content_type, **conditions).get("ETag"), len(first)
     if if_match is not None:
         conditions["IfMatch"] = bucket._if_match_value(if_match)
     return multipart(bucket, pool, key, [first, second], body, content_type, conditions)
 
 
-def read_head(body: BinaryIO) -> tuple[bytes, bytes]:
-    """The body's first part and its second, empty when the body fits in one PutObject."""
-    first = read_part(body, part_size(1))
-    second = read_part(body, part_size(2)) if len(first) == part_size(1) else b""
+#: A body's head: ``bytes`` when it was in memory already, else a view of a part buffer.
+Head = bytes | memoryview
+
+
+def read_head(body: BinaryIO) -> tuple[Head, Head]:
+    """The body's first part and its second, empty when the body fits in one PutObject.
+
+    A body still arriving (not a ``BytesIO``) is read into part buffers, as
+    every later part is: joined ``bytes`` of this size land in the malloc
+    arena of the storage thread that read them, which keeps them (8 MiB a
+    part, twice over while they are joined), and every storage thread
+    in turn.  A view's buffer serves the upload's later parts.
+    """
+    first = _read_head_part(body, part_size(1))
+    second = _read_head_part(body, part_size(2)) if len(first) == part_size(1) else b""
     return first, second
+
+
+def _read_head_part(body: BinaryIO, size: int) -> Head:
+    if isinstance(body, io.BytesIO):  # small bodies, read whole before the route: as they are
+        return read_part(body, size)
+    buffer = part_buffer(size)
+    got = fill(body, buffer)
+    return memoryview(buffer)[:got] if got else b""
+
+
+def sendable(data: Head) -> bytes | BinaryIO:
+    """A head as a PutObject body: ``bytes`` as they are, a view as a ``PartBody`` (no copy)."""
+    return data if isinstance(data, bytes) else cast(BinaryIO, PartBody(data))
 
 
 def multipart(
     bucket: S3Bucket,
     pool: Executor,
     key: str,
-    head: list[bytes],
+    head: list[Head],
     body: BinaryIO,
     content_type: str,
     conditions: dict[str, str],
@@ -259,6 +283,8 @@ def multipart(
             if head:
                 data: bytes | memoryview = head.pop(0)
                 got = len(data)
+                if isinstance(data, memoryview) and isinstance(data.obj, mmap.mmap):
+                    buffer = data.obj  # reused once this part is up, as any part buffer
             else:
                 buffer = free.pop() if free else part_buffer(want)
                 got = fill(body, buffer)
