@@ -12,7 +12,7 @@ from botocore.config import Config
 from tests.unit.test_storage_contract import allow
 from tests.unit.test_upload_abort import _s3_with_space
 from was_twisted.storage.s3_client import UnsignedPartPayload
-from was_twisted.storage.s3_upload import PARTS_IN_FLIGHT, PartBody, fill
+from was_twisted.storage.s3_upload import PARTS_IN_FLIGHT, PartBody, crc32, fill
 
 MIB = 1024 * 1024
 
@@ -57,20 +57,39 @@ def test_part_body_reads_slices_and_rewinds_for_a_retry() -> None:
     assert body.readinto(target) == 2 and target[:2] == b"67"
 
 
-def test_parts_are_unsigned_reuse_buffers_and_arrive_whole(mocked_aws: None) -> None:
+class Arriving(io.RawIOBase):
+    """A body still arriving (as ``web/bodypipe.py`` gives one): ``readinto`` in pieces, not a ``BytesIO``."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)
+        return self.data.readinto(view[: 300 * 1024])
+
+
+@pytest.mark.parametrize("make", [io.BytesIO, Arriving], ids=["in-memory", "arriving"])
+def test_parts_are_unsigned_reuse_buffers_and_arrive_whole(mocked_aws: None, make: Any) -> None:
     b = _s3_with_space(mocked_aws)
     sent: dict[str, list[Any]] = {"UploadPart": [], "PutObject": [], "CreateMultipartUpload": []}
+    checksums: dict[str, list[Any]] = {name: [] for name in sent}
 
     def signed(request: Any, operation_name: str, **_: Any) -> None:
         if operation_name in sent:
             body = request.body
             buffer = body._view.obj if isinstance(body, PartBody) else None
             sent[operation_name].append((request.headers.get("X-Amz-Content-SHA256"), id(buffer)))
+            headers = request.headers
+            found = headers.get("x-amz-checksum-crc32") or headers.get("x-amz-checksum-algorithm")
+            checksums[operation_name].append(found.decode() if isinstance(found, bytes) else found)
 
     # After botocore's own signer (registered when the client was made): the headers as sent.
     b.client.meta.events.register("request-created.s3", signed)
     data = bytes(range(256)) * (100 * 4096)  # 100 MiB: 13 parts
-    info = b.write_resource("s1", "/big", io.BytesIO(data), "video/mp4", allow)
+    info = b.write_resource("s1", "/big", make(data), "video/mp4", allow)
     assert info.size == len(data)
     _, res = b.read_resource("s1", "/big")
     assert res is not None and res.body.read() == data
@@ -78,10 +97,22 @@ def test_parts_are_unsigned_reuse_buffers_and_arrive_whole(mocked_aws: None) -> 
     parts = sent["UploadPart"]
     assert len(parts) == 13
     assert {sha for sha, _ in parts} == {"UNSIGNED-PAYLOAD"}
-    # Parts 1 and 2 were read before the upload was known to be multipart; later ones reuse buffers.
-    assert len({buffer for _, buffer in parts[2:]}) <= PARTS_IN_FLIGHT + 1
+    # Each part carries its own CRC32, as boto3's upload_fileobj sends (S3 checks it).
+    assert checksums["CreateMultipartUpload"] == ["CRC32"]
+    expected = [crc32(data[i : i + 8 * MIB]) for i in range(0, len(data), 8 * MIB)]
+    assert sorted(checksums["UploadPart"]) == sorted(expected)  # parts go up side by side: any order
+    assert crc32(b"123456789") == "y/Q5Jg=="  # the CRC32 check value 0xCBF43926, big-endian
+    if make is io.BytesIO:
+        # Parts 1 and 2 were in memory already (bytes); later ones reuse buffers.
+        assert len({buffer for _, buffer in parts[2:]}) <= PARTS_IN_FLIGHT + 1
+    else:
+        # Read into part buffers from the first part on, and reused: the head's too.
+        assert None not in {buffer for _, buffer in parts}
+        assert len({buffer for _, buffer in parts}) <= PARTS_IN_FLIGHT + 1
     # Everything else keeps a signed payload (a SHA-256 in hex).
-    b.write_resource("s1", "/small", io.BytesIO(b"x" * 1000), "text/plain", allow)
+    b.write_resource("s1", "/small", make(b"x" * 1000), "text/plain", allow)
+    _, res = b.read_resource("s1", "/small")
+    assert res is not None and res.body.read() == b"x" * 1000
     for sha, _ in sent["PutObject"] + sent["CreateMultipartUpload"]:
         assert sha is not None and len(sha) == 64
     assert sent["PutObject"]

@@ -9,8 +9,10 @@ here, once:
 
 - parameter validation (``parameter_validation=False``): every call's
   arguments are built by ``s3_bucket.py``, never by a user;
-- checksums only where S3 requires them (S3-compatible servers that predate
-  flexible checksums, Ceph or older MinIO, work too);
+- checksums computed by botocore only where S3 requires them
+  (S3-compatible servers that predate flexible checksums, Ceph or older
+  MinIO, work too; multipart parts carry a CRC32 header that
+  ``s3_upload.py`` computes, which Ceph RGW 16 accepts);
 - botocore's ``dateutil`` timestamp parser (about 0.25 ms a GetObject);
 - handlers for features we never use: SSE-C keys, idempotency tokens,
   user metadata, the Lambda recursion header, the ``Expires`` header, and

@@ -21,7 +21,7 @@ from .base import ByteRange, Condition, Guard, KeyTooLong, PreconditionFailed, S
 from .s3_bucket import _CONFLICT, _MISSING, _code, _Conflict
 from .s3_faults import S3Body
 from .s3_records import S3Records
-from .s3_upload import multipart, read_head, upload
+from .s3_upload import multipart, read_head, sendable, upload
 
 
 def _total_size(obj: dict[str, Any]) -> int:
@@ -104,9 +104,13 @@ class S3Conditional(S3Records):
         first, second = read_head(body)
         if not second:
             try:
-                return self._put(key, first, content_type, IfNoneMatch="*").get("ETag"), len(first), False
+                return (
+                    self._put(key, sendable(first), content_type, IfNoneMatch="*").get("ETag"),
+                    len(first),
+                    False,
+                )
             except _Conflict:
-                return self._put(key, first, content_type).get("ETag"), len(first), True
+                return self._put(key, sendable(first), content_type).get("ETag"), len(first), True
         existed = self._head(key) is not None
         etag, size = multipart(self, self._part_pool(), key, [first, second], body, content_type, {})
         return etag, size, existed
