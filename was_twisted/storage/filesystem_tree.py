@@ -130,9 +130,14 @@ _O_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
 def _read_fd(fd: int, size_hint: int = _CHUNK) -> bytes:
-    """Everything left in an open file, by plain ``read`` calls (no file object: fewer system calls)."""
-    first = os.read(fd, max(size_hint, 1))
-    if not first:
+    """Everything left in an open regular file, by plain ``read`` calls (no file object: fewer calls).
+
+    A read of a regular file returns less than asked only at its end, so a
+    small file (a ``.meta``, a record) costs one ``read``, not two.
+    """
+    size_hint = max(size_hint, 1)
+    first = os.read(fd, size_hint)
+    if len(first) < size_hint:
         return first
     parts = [first]
     while chunk := os.read(fd, _CHUNK):

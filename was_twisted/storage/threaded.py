@@ -139,9 +139,9 @@ class HopPool(ThreadPool):
 
     def _work(self) -> None:
         get, count = self._jobs.get, self._count
+        with count:
+            self._idle += 1
         while True:
-            with count:
-                self._idle += 1
             job = get()
             with count:
                 self._idle -= 1
@@ -159,7 +159,10 @@ class HopPool(ThreadPool):
                 ok = False
             del f, args, kw
             with count:
+                # Idle from now, before the result is handed back: the next call (which the result
+                # often prompts at once) then finds this thread instead of starting another.
                 self._busy -= 1
+                self._idle += 1
             if done is not None:
                 done(ok, result)
             elif not ok:
