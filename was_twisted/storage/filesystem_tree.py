@@ -250,6 +250,7 @@ class FilesystemTree:
         os.makedirs(self._spaces_dir, exist_ok=True)
         self._locks_lock = threading.Lock()
         self._locks: weakref.WeakValueDictionary[str, _SpaceLocks] = weakref.WeakValueDictionary()
+        self._recent_locks: dict[str, _SpaceLocks] = {}
         self._stamp_lock = threading.Lock()
         self._last_stamp = 0
 
@@ -297,12 +298,23 @@ class FilesystemTree:
     # -- helpers ---------------------------------------------------------
 
     def _space_locks(self, space_id: str) -> _SpaceLocks:
-        """One space's locks; they live while someone references them, so keep the result in a local."""
+        """One space's locks; they live while someone references them, so keep the result in a local.
+
+        The weak map is what makes them one per space; ``_recent_locks`` only
+        keeps the last few thousand alive between calls, so a busy space's
+        locks are found without a lock or a new weak entry per request.
+        """
+        locks = self._recent_locks.get(space_id)
+        if locks is not None:
+            return locks
         with self._locks_lock:
             locks = self._locks.get(space_id)
             if locks is None:
                 locks = _SpaceLocks()
                 self._locks[space_id] = locks
+            if len(self._recent_locks) >= _SPACES_SEEN:
+                self._recent_locks = {}
+            self._recent_locks[space_id] = locks
             return locks
 
     def _stamp(self) -> int:
