@@ -34,6 +34,7 @@ import contextlib
 import dataclasses
 import errno
 import heapq
+import io
 import json
 import os
 import shutil
@@ -64,19 +65,23 @@ from .filesystem_sweep import TOMBSTONE_PREFIX
 from .filesystem_tree import (
     _CHUNK,
     _DATA_SUFFIX,
+    _INLINE_BODY,
     _META,
     _META_SUFFIX,
     _NAME_MAX,
+    _O_READ,
     _data_etag,
     _etag,
     _fits,
     _flocked,
     _mtime,
+    _pread_all,
     _read_content_type,
     _resource_stem,
     _Slice,
     _space_etag,
     _stored_content_type,
+    _write_all,
 )
 
 
@@ -187,7 +192,10 @@ class FilesystemBackend(FilesystemRecords):
         ``.meta`` first, so new bytes always come with their own type (see
         ``write_resource``).  Size and etag come from the open descriptor, so
         they describe exactly the bytes served even if a write lands now.
-        A ``byte_range`` seeks: only the slice is read.
+        A ``byte_range`` seeks: only the slice is read.  A body (or slice) up
+        to ``_INLINE_BODY`` is read in this call and returned in memory (the
+        GET's one pool call then needs no further read); a larger one is an
+        open unbuffered file.
         """
         space = self._load_space(space_id)
         if space is None:
@@ -199,21 +207,30 @@ class FilesystemBackend(FilesystemRecords):
         locks = self._space_locks(space_id)
         with locks.commit:
             try:
-                f = open(base + _DATA_SUFFIX, "rb")  # noqa: SIM115 - the caller closes it
+                fd = os.open(base + _DATA_SUFFIX, _O_READ)
             except (FileNotFoundError, NotADirectoryError):
                 return space, None
             try:
-                st = os.fstat(f.fileno())
+                st = os.fstat(fd)
                 content_type = _read_content_type(base + _META_SUFFIX)
             except BaseException:
-                f.close()
+                os.close(fd)
                 raise
         info = ResourceInfo(content_type, st.st_size, _etag(st), _mtime(st))
         span = byte_range.resolve(st.st_size) if byte_range is not None and with_body else None
+        start, length = (0, st.st_size) if span is None else (span[0], span[1] - span[0] + 1)
+        if not with_body or length <= _INLINE_BODY:
+            # A small body (or none, for a HEAD) is read here and now: no file object, one read.
+            try:
+                data = _pread_all(fd, length, start) if with_body else b""
+            finally:
+                os.close(fd)
+            return space, StoredResource(info, io.BytesIO(data), span)
+        f = open(fd, "rb", buffering=0, closefd=True)  # noqa: SIM115 - the caller closes it
         if span is None:
-            return space, StoredResource(info, f)
-        f.seek(span[0])
-        return space, StoredResource(info, cast(BinaryIO, _Slice(f, span[1] - span[0] + 1)), span)
+            return space, StoredResource(info, cast(BinaryIO, f))
+        f.seek(start)
+        return space, StoredResource(info, cast(BinaryIO, _Slice(f, length)), span)
 
     def write_resource(
         self,
@@ -262,14 +279,6 @@ class FilesystemBackend(FilesystemRecords):
             if not _fits(stem + _DATA_SUFFIX):
                 raise KeyTooLong(f"resource file name is over {_NAME_MAX} bytes")
             res_dir = self._resources_dir(space_id)
-            new_dirs: tuple[str, ...] = ()
-            try:
-                os.mkdir(res_dir)  # not makedirs: a space deleted meanwhile must not come back
-                new_dirs = (self._space_dir(space_id),)  # resources/ is a new name there
-            except FileExistsError:
-                pass
-            except FileNotFoundError as e:
-                raise SpaceMissing(f"space {space_id!r} was deleted") from e
             base = os.path.join(res_dir, stem)
             if condition is not None:  # answered before a byte of the body is read; checked again below
                 check_condition(condition, _data_etag(base + _DATA_SUFFIX))
@@ -277,30 +286,28 @@ class FilesystemBackend(FilesystemRecords):
         meta_path = base + _META_SUFFIX
         try:
             # The body is copied with no lock held: it may still be arriving from a slow client,
-            # and other writes to the space must not wait for it.  The commit below re-checks that
-            # the space is still there (a delete renames it away: the rename then fails).
+            # and other writes to the space must not wait for it.  The commit below finds out if
+            # the space went meanwhile: a delete renames it away, so the renames fail (ENOENT).
             with contextlib.ExitStack() as temps:
-                f, tmp = temps.enter_context(self._temp_file(res_dir))
-                shutil.copyfileobj(body, f, _CHUNK)
-                f.flush()
+                fd, tmp, new_dirs = self._temp_in(temps, res_dir)
+                while chunk := body.read(_CHUNK):
+                    _write_all(fd, chunk)
                 stamp = self._stamp()
-                os.utime(f.fileno() if os.utime in os.supports_fd else tmp, ns=(stamp, stamp))
-                st = os.fstat(f.fileno())
-                durable = [f.fileno()]
+                os.utime(fd if os.utime in os.supports_fd else tmp, ns=(stamp, stamp))
+                st = os.fstat(fd)
+                durable = [fd]
                 meta_tmp = None
                 if _stored_content_type(meta_path) != content_type:
                     meta_tmp = self._write_meta_temp(temps, res_dir, content_type, durable)
                 self._sync_files(durable)  # round 1: the bytes, before any name points at them
                 with locks.write:
-                    if self._load_space(space_id) is None:
-                        raise SpaceMissing(f"space {space_id!r} was deleted")
                     if _stored_content_type(meta_path) == content_type:
                         if meta_tmp is not None:  # another write just stored this type
                             os.unlink(meta_tmp)
                             meta_tmp = None
                     elif meta_tmp is None:  # another write just changed the type: rare, flushed alone
                         meta_tmp = self._write_meta_temp(temps, res_dir, content_type, None)
-                    with self._committing(space_id, base, condition), locks.commit:
+                    with self._committing(space_id, base, condition, renames=True), locks.commit:
                         existed = os.path.lexists(base + _DATA_SUFFIX)  # under the flock: what this replaces
                         if meta_tmp is not None:
                             os.replace(meta_tmp, meta_path)
@@ -322,27 +329,33 @@ class FilesystemBackend(FilesystemRecords):
         Its descriptor joins ``durable`` (the caller's next flush round), or,
         with ``None``, is flushed here and now.
         """
-        mf, mtmp = temps.enter_context(self._temp_file(res_dir))
-        mf.write(json.dumps({"content_type": content_type}, ensure_ascii=False).encode("utf-8"))
-        mf.flush()
+        mfd, mtmp = temps.enter_context(self._temp_file(res_dir))
+        _write_all(mfd, json.dumps({"content_type": content_type}, ensure_ascii=False).encode("utf-8"))
         if durable is None:
-            self._sync_files((mf.fileno(),))
+            self._sync_files((mfd,))
         else:
-            durable.append(mf.fileno())
+            durable.append(mfd)
         return mtmp
 
     @contextlib.contextmanager
-    def _committing(self, space_id: str, base: str, condition: Condition | None) -> Iterator[None]:
+    def _committing(
+        self, space_id: str, base: str, condition: Condition | None, *, renames: bool = False
+    ) -> Iterator[None]:
         """Hold the space directory's ``flock`` while a write or delete commits; check ``condition``.
 
         ``SpaceMissing`` when the directory was deleted (or deleted and made
-        again) since the write began: the commit would land in a tombstone.
+        again) while its ``flock`` was awaited: the commit would land in a
+        tombstone.  A commit that only ``renames`` temp files made in the
+        space's own directory needs no such check (one ``stat`` and ``fstat``
+        fewer): if the directory at that path is no longer the one they are
+        in, the first rename fails (``ENOENT``), which its caller reports as
+        ``SpaceMissing`` too.
         """
         space_dir = self._space_dir(space_id)
         with contextlib.ExitStack() as stack:
             try:
                 fd = stack.enter_context(_flocked(space_dir))
-                same = os.stat(space_dir).st_ino == os.fstat(fd).st_ino
+                same = renames or os.stat(space_dir).st_ino == os.fstat(fd).st_ino
             except (FileNotFoundError, NotADirectoryError) as e:
                 raise SpaceMissing(f"space {space_id!r} was deleted") from e
             if not same:

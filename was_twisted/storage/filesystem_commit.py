@@ -49,7 +49,8 @@ A writer that is alone (concurrency 1: no other thread is in ``sync``) and
 has more than one thing to flush in a round -- a new resource's bytes and
 its ``.meta``; a metadata record's temp file and the directory of the write
 before it -- runs those ``fsync`` calls side by side on a couple of helper
-threads instead of one after another: the kernel merges concurrent calls into
+threads (handed each call by a pair of locks: no executor, future or queue)
+instead of one after another: the kernel merges concurrent calls into
 one journal commit, so a round costs one commit's wait instead of two.  The
 same calls complete before ``sync`` returns, so nothing above changes; under
 concurrency the other writers' calls already overlap, and no helper is used.
@@ -62,7 +63,6 @@ import functools
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 
 #: The flush a batch runs: (file descriptors, directory paths) -> None; raises ``OSError`` on failure.
 Flush = Callable[[Sequence[int], Sequence[str]], None]
@@ -102,6 +102,52 @@ def no_flush(files: Sequence[int], dirs: Sequence[str]) -> None:
     """``WAS_FSYNC=off``: the operator traded durability for speed; the page cache decides."""
 
 
+class _Helper:
+    """A thread that runs one call at a time for a lone writer, handed over by two locks.
+
+    Cheaper than an executor (no future, queue or condition per call): the
+    writer sets ``call`` and releases ``_go``; the helper runs it, keeps any
+    error and releases ``_done``, which the writer acquires.
+    """
+
+    def __init__(self) -> None:
+        self._go = threading.Lock()
+        self._done = threading.Lock()
+        self._go.acquire()
+        self._done.acquire()
+        self._call: Callable[[], None] | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="was-fsync", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._go.acquire()
+            call = self._call
+            if call is None:
+                return
+            try:
+                call()
+            except BaseException as e:
+                self.error = e
+            self._done.release()
+
+    def start(self, call: Callable[[], None]) -> None:
+        self.error = None
+        self._call = call
+        self._go.release()
+
+    def wait(self) -> BaseException | None:
+        self._done.acquire()
+        self._call = None
+        return self.error
+
+    def stop(self) -> None:
+        self._call = None
+        self._go.release()
+        self._thread.join()
+
+
 class _Batch:
     __slots__ = ("files", "dirs", "writers", "done", "error")
 
@@ -132,7 +178,9 @@ class GroupCommit:
         #: Threads inside ``sync`` now; one alone flushes a round's files side by side.
         self._syncing = 0
         self._count = threading.Lock()
-        self._helpers: ThreadPoolExecutor | None = None
+        #: Started on the first lone round that needs them; only the one lone writer uses them.
+        self._helpers: list[_Helper] = []
+        self._helpers_lock = threading.Lock()
         #: Rounds a lone writer flushed side by side (for tests and benchmarks).
         self.side_by_side = 0
 
@@ -172,30 +220,37 @@ class GroupCommit:
 
     def _side_by_side(self, calls: Sequence[Callable[[], None]]) -> None:
         """Run ``calls`` at once (the first here, the rest on helpers); return when all have, or raise."""
-        if self._helpers is None:
-            with self._count:
-                if self._helpers is None:
-                    self._helpers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="was-fsync")
-        futures: list[Future[None]] = [self._helpers.submit(call) for call in calls[1:]]
         error: BaseException | None = None
+        if not self._helpers_lock.acquire(blocking=False):
+            # Not alone after all (a writer that was alone has not left yet): one after another.
+            for call in calls:
+                call()
+            return
         try:
-            calls[0]()
-        except BaseException as e:
-            error = e
-        for future in futures:
+            while len(self._helpers) < len(calls) - 1:
+                self._helpers.append(_Helper())
+            helpers = self._helpers[: len(calls) - 1]
+            for helper, call in zip(helpers, calls[1:], strict=True):
+                helper.start(call)
             try:
-                future.result()
+                calls[0]()
             except BaseException as e:
-                error = error or e
-        self.side_by_side += 1
+                error = e
+            for helper in helpers:
+                failed = helper.wait()  # always waited for: its call uses the caller's descriptors
+                error = error or failed
+            self.side_by_side += 1
+        finally:
+            self._helpers_lock.release()
         if error is not None:
             raise error
 
     def close(self) -> None:
-        """Let the helper threads go (idle ones exit; the next lone round starts them again)."""
-        helpers, self._helpers = self._helpers, None
-        if helpers is not None:
-            helpers.shutdown(wait=True)
+        """Let the helper threads go (the next lone round starts them again)."""
+        with self._helpers_lock:
+            helpers, self._helpers = self._helpers, []
+            for helper in helpers:
+                helper.stop()
 
     def _batched(self, files: Sequence[int], dirs: Sequence[str]) -> None:
         """Join the open batch; its leader flushes it (see the module docstring)."""

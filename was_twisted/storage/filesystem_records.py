@@ -34,6 +34,7 @@ from .filesystem_tree import (
     _etag,
     _fits,
     _read_content_type,
+    _read_file,
     _resource_stem,
 )
 
@@ -46,8 +47,7 @@ def _record_file(name: str) -> str:
 def _read_record(path: str) -> bytes | None:
     """A record file's bytes, or ``None`` when it (or its space) is gone."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return _read_file(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as e:
@@ -218,24 +218,17 @@ class FilesystemRecords(FilesystemTree):
         if not replace and os.path.lexists(target):
             return False
         locks = self._space_locks(space_id)
-        made: tuple[str, ...] = ()
-        try:
-            os.mkdir(rec_dir)  # not makedirs: a space deleted meanwhile must not come back
-            made = (os.path.dirname(rec_dir),)  # a new name in the space's directory
-        except FileExistsError:
-            pass
-        except FileNotFoundError:
-            return False
         try:
             # Written and flushed with no lock held; the space's write lock covers only the rename,
-            # so other writers of the space never wait for this flush.
-            with self._staged(rec_dir, bytes(data)) as tmp, locks.write:
+            # so other writers of the space never wait for this flush.  A ``metadata/`` made now
+            # (by ``_staged``) is a new name in the space's directory, flushed with the record.
+            with self._staged(rec_dir, bytes(data)) as (tmp, made), locks.write:
                 if replace:
                     os.replace(tmp, target)
                 else:
                     os.link(tmp, target)  # the staged name is then removed by _staged
         except FileNotFoundError:
-            return False
+            return False  # the space is gone
         except FileExistsError:
             return False
         self._sync_dirs((rec_dir, *made))

@@ -12,9 +12,10 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import itertools
 import json
 import os
-import tempfile
+import secrets
 import threading
 import time
 import weakref
@@ -34,6 +35,8 @@ from .filesystem_commit import Flush, GroupCommit, no_flush
 T = TypeVar("T")
 
 _CHUNK = 64 * 1024
+#: A body up to this size is read whole by ``read_resource`` (as ``threaded.SMALL_BODY``).
+_INLINE_BODY = 256 * 1024
 _NAME_MAX = 255
 _TMP_PREFIX = ".tmp-"
 _META = "_meta.json"
@@ -122,11 +125,58 @@ class _Slice:
         self.close()
 
 
+_O_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_O_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def _read_fd(fd: int, size_hint: int = _CHUNK) -> bytes:
+    """Everything left in an open regular file, by plain ``read`` calls (no file object: fewer calls).
+
+    A read of a regular file returns less than asked only at its end, so a
+    small file (a ``.meta``, a record) costs one ``read``, not two.
+    """
+    size_hint = max(size_hint, 1)
+    first = os.read(fd, size_hint)
+    if len(first) < size_hint:
+        return first
+    parts = [first]
+    while chunk := os.read(fd, _CHUNK):
+        parts.append(chunk)
+    return first if len(parts) == 1 else b"".join(parts)
+
+
+def _pread_all(fd: int, length: int, offset: int) -> bytes:
+    """``length`` bytes of ``fd`` from ``offset`` (fewer only at the end of the file)."""
+    data = os.pread(fd, length, offset)
+    if len(data) == length or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < length and (chunk := os.pread(fd, length - got, offset + got)):
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _read_file(path: str) -> bytes:
+    """A small file's bytes: ``open``, ``read`` to the end, ``close`` (``OSError``s pass through)."""
+    fd = os.open(path, _O_READ)
+    try:
+        return _read_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` to ``fd`` (``write`` may take less than asked)."""
+    while data:
+        n = os.write(fd, data)
+        data = memoryview(data)[n:] if n < len(data) else b""
+
+
 def _read_json(path: str) -> object:
     """A JSON file's document (``FileNotFoundError`` passes through; other failures are ``ValueError``)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    return json.loads(raw.decode("utf-8"))
+    return json.loads(_read_file(path).decode("utf-8"))
 
 
 def _stored_content_type(meta_path: str) -> str | None:
@@ -145,6 +195,22 @@ def _stored_content_type(meta_path: str) -> str | None:
 def _read_content_type(meta_path: str) -> str:
     """The type to serve: the stored one, or the default when the ``.meta`` is missing (as the old server)."""
     return _stored_content_type(meta_path) or DEFAULT_CONTENT_TYPE
+
+
+class _TempNames:
+    """The per-process part of temp file names (see ``FilesystemTree._temp_file``)."""
+
+    def __init__(self) -> None:
+        self.renew()
+
+    def renew(self) -> None:
+        self.token = secrets.token_hex(6)
+        self.counter = itertools.count()
+
+
+_temp_names = _TempNames()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_temp_names.renew)
 
 
 class _SpaceLocks:
@@ -184,6 +250,7 @@ class FilesystemTree:
         os.makedirs(self._spaces_dir, exist_ok=True)
         self._locks_lock = threading.Lock()
         self._locks: weakref.WeakValueDictionary[str, _SpaceLocks] = weakref.WeakValueDictionary()
+        self._recent_locks: dict[str, _SpaceLocks] = {}
         self._stamp_lock = threading.Lock()
         self._last_stamp = 0
 
@@ -231,12 +298,23 @@ class FilesystemTree:
     # -- helpers ---------------------------------------------------------
 
     def _space_locks(self, space_id: str) -> _SpaceLocks:
-        """One space's locks; they live while someone references them, so keep the result in a local."""
+        """One space's locks; they live while someone references them, so keep the result in a local.
+
+        The weak map is what makes them one per space; ``_recent_locks`` only
+        keeps the last few thousand alive between calls, so a busy space's
+        locks are found without a lock or a new weak entry per request.
+        """
+        locks = self._recent_locks.get(space_id)
+        if locks is not None:
+            return locks
         with self._locks_lock:
             locks = self._locks.get(space_id)
             if locks is None:
                 locks = _SpaceLocks()
                 self._locks[space_id] = locks
+            if len(self._recent_locks) >= _SPACES_SEEN:
+                self._recent_locks = {}
+            self._recent_locks[space_id] = locks
             return locks
 
     def _stamp(self) -> int:
@@ -280,8 +358,7 @@ class FilesystemTree:
         if seen is not None and seen[0] == key:
             return seen[1]
         try:
-            with open(meta, "rb") as f:
-                raw = f.read()
+            raw = _read_file(meta)
             doc = json.loads(raw.decode("utf-8"))
         except FileNotFoundError:
             return None
@@ -297,30 +374,69 @@ class FilesystemTree:
         return record
 
     @contextlib.contextmanager
-    def _temp_file(self, directory: str) -> Iterator[tuple[IO[bytes], str]]:
-        """A temp file in ``directory`` (so the rename stays on one file system); removed unless renamed."""
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=_TMP_PREFIX)
+    def _temp_file(self, directory: str) -> Iterator[tuple[int, str]]:
+        """A new temp file in ``directory`` (so the rename stays on one file system): (descriptor, path).
+
+        Closed on exit, and removed unless renamed.  The name is
+        ``.tmp-{random}-{n}``: a token drawn once per process (again in a forked
+        child) and a counter, made with ``O_EXCL`` so a clash is never shared,
+        only retried; cheaper than ``tempfile``'s six random letters each time.
+        """
+        while True:
+            tmp = os.path.join(directory, f"{_TMP_PREFIX}{_temp_names.token}-{next(_temp_names.counter)}")
+            try:
+                fd = os.open(tmp, _O_TEMP, 0o600)
+                break
+            except FileExistsError:
+                _temp_names.renew()
         try:
-            with os.fdopen(fd, "wb") as f:
-                yield f, tmp
+            yield fd, tmp
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+        finally:
+            os.close(fd)
+
+    def _temp_in(self, temps: contextlib.ExitStack, directory: str) -> tuple[int, str, tuple[str, ...]]:
+        """A temp file in ``directory`` (closed with ``temps``), making the directory if it is missing.
+
+        Returns (descriptor, path, new names): the space directory when
+        ``directory`` was made now (its new entry must be flushed with the
+        write's renames).  The directory is made only after creating the file
+        failed, so a write into an existing directory costs no ``mkdir``; and
+        by ``mkdir``, not ``makedirs``: a space deleted meanwhile must not come
+        back (``FileNotFoundError`` then, for the caller to report).
+        """
+        try:
+            fd, tmp = temps.enter_context(self._temp_file(directory))
+            return fd, tmp, ()
+        except FileNotFoundError:
+            pass
+        made: tuple[str, ...] = ()
+        try:
+            os.mkdir(directory)
+            made = (os.path.dirname(directory),)
+        except FileExistsError:
+            pass
+        fd, tmp = temps.enter_context(self._temp_file(directory))
+        return fd, tmp, made
 
     @contextlib.contextmanager
-    def _staged(self, directory: str, data: bytes) -> Iterator[str]:
+    def _staged(self, directory: str, data: bytes) -> Iterator[tuple[str, tuple[str, ...]]]:
         """A temp file in ``directory`` holding ``data``, already on disk (round 1); removed unless renamed.
 
-        Staging needs no lock: the caller takes its locks only for the checks
-        and the rename, never across a flush that other writers would wait for.
+        Yields its path and the new names to flush with the rename (see
+        ``_temp_in``: the directory is made if missing).  Staging needs no
+        lock: the caller takes its locks only for the checks and the rename,
+        never across a flush that other writers would wait for.
         """
-        with self._temp_file(directory) as (f, tmp):
-            f.write(data)
-            f.flush()
-            self._sync_files((f.fileno(),))
+        with contextlib.ExitStack() as temps:
+            fd, tmp, made = self._temp_in(temps, directory)
+            _write_all(fd, data)
+            self._sync_files((fd,))
             try:
-                yield tmp
+                yield tmp, made
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)  # not renamed: the caller decided against it (or failed)
@@ -333,6 +449,6 @@ class FilesystemTree:
         entry made ``target``'s directory, say).
         """
         directory = os.path.dirname(target)
-        with self._staged(directory, data) as tmp:
+        with self._staged(directory, data) as (tmp, made):
             os.replace(tmp, target)
-        self._sync_dirs((directory, *dirs))
+        self._sync_dirs((directory, *made, *dirs))

@@ -2,9 +2,11 @@
 
 A backend that never blocks (memory) runs inline: a thread hop costs more
 than the work.  A blocking backend (filesystem, s3) runs each call, space
-lookup and action together, in a named ``ThreadPool`` that is a service in
-the tree.  The pool's own queue is unbounded, so ``PoolRunner`` counts calls
-in flight and sheds load with ``Unavailable`` past a limit.
+lookup and action together, in a named pool that is a service in the tree
+(``HopPool``: a ``ThreadPool`` whose calls go through one C queue, a few
+times cheaper per hop than Twisted's own, which matters when every request
+makes one).  The pool's own queue is unbounded, so ``PoolRunner`` counts
+calls in flight and sheds load with ``Unavailable`` past a limit.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import queue
+import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from functools import partial
@@ -21,6 +25,7 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from ..errors import InvalidId, StorageFailure, Unavailable
@@ -61,15 +66,134 @@ def run_inline(f: Callable[..., T], *args: Any) -> defer.Deferred[T]:
     return defer.maybeDeferred(f, *args)
 
 
+#: What a ``HopPool`` thread runs: ``(f, args, kwargs, done)``; ``done(ok, result)`` is told the outcome.
+_Job = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], "Callable[[bool, Any], object] | None"]
+
+
+class HopPool(ThreadPool):
+    """A ``ThreadPool`` (same contract: ``callInThreadWithCallback``, ``start``, ``stop``) with a lean hop.
+
+    Calls go through one ``queue.SimpleQueue`` to at most ``max`` threads,
+    started as the backlog needs them, instead of Twisted's coordinator,
+    per-worker queues and context wrapping; ``PoolRunner`` puts its own
+    calls on the queue directly.  Calls made before ``start`` wait for it;
+    ``stop`` lets the queued calls finish, then joins the threads.
+    """
+
+    def __init__(self, name: str, size: int) -> None:
+        super().__init__(minthreads=0, maxthreads=size, name=name)
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._count = threading.Lock()
+        self._queued = 0
+        self._idle = 0
+        self._busy = 0
+
+    @property
+    def workers(self) -> int:
+        return len(self.threads)
+
+    @property
+    def working(self) -> list[None]:
+        return [None] * self._busy
+
+    @property
+    def waiters(self) -> list[None]:
+        return [None] * self._idle
+
+    def start(self) -> None:
+        self.joined = False
+        self.started = True
+        with self._count:
+            for _ in range(min(self._queued, self.max)):
+                self._spawn()
+
+    def _spawn(self) -> None:
+        """One more thread (the caller holds ``_count``)."""
+        thread = threading.Thread(target=self._work, name=f"PoolThread-{self.name}-{len(self.threads)}")
+        self.threads.append(thread)
+        thread.start()
+
+    def submit(
+        self, f: Callable[..., Any], args: tuple[Any, ...], done: Callable[[bool, Any], object]
+    ) -> None:
+        """Run ``f(*args)`` on a pool thread, then (there) ``done(True, result)`` or ``done(False, fail)``."""
+        self._put((f, args, {}, done))
+
+    def _put(self, job: _Job) -> None:
+        with self._count:
+            self._queued += 1
+            if self.started and self._queued > self._idle and len(self.threads) < self.max:
+                self._spawn()
+        self._jobs.put(job)
+
+    def callInThreadWithCallback(  # noqa: N802 - Twisted's name
+        self,
+        onResult: Callable[[bool, Any], object] | None,  # noqa: N803
+        func: Callable[..., Any],
+        *args: Any,
+        **kw: Any,
+    ) -> None:
+        if self.joined:
+            return
+        self._put((func, args, kw, onResult))
+
+    def _work(self) -> None:
+        get, count = self._jobs.get, self._count
+        with count:
+            self._idle += 1
+        while True:
+            job = get()
+            with count:
+                self._idle -= 1
+                if job is None:
+                    return
+                self._queued -= 1
+                self._busy += 1
+            f, args, kw, done = job
+            del job
+            try:
+                result = f(*args, **kw)
+                ok = True
+            except BaseException:
+                result = Failure()
+                ok = False
+            del f, args, kw
+            with count:
+                # Idle from now, before the result is handed back: the next call (which the result
+                # often prompts at once) then finds this thread instead of starting another.
+                self._busy -= 1
+                self._idle += 1
+            if done is not None:
+                done(ok, result)
+            elif not ok:
+                from twisted.python import log
+
+                log.err(result)
+            del done, result
+
+    def stop(self) -> None:
+        """Finish the queued calls, then end every thread and join it."""
+        self.joined = True
+        self.started = False
+        with self._count:
+            threads = list(self.threads)
+        for _ in threads:
+            self._jobs.put(None)
+        for thread in threads:
+            thread.join()
+        with self._count:
+            self.threads.clear()
+
+
 class PoolService(Service):
-    """A named, bounded ``ThreadPool`` started and stopped with the service tree.
+    """A named, bounded ``HopPool`` started and stopped with the service tree.
 
     It is stopped after the listeners (it is added to the tree first), so
     requests in flight finish their storage calls before the pool joins.
     """
 
     def __init__(self, name: str, size: int) -> None:
-        self.pool = ThreadPool(minthreads=0, maxthreads=size, name=name)
+        self.pool = HopPool(name, size)
 
     def startService(self) -> None:
         super().startService()
@@ -87,6 +211,7 @@ class PoolRunner:
     def __init__(self, reactor: IReactorFromThreads, pool: ThreadPool, max_backlog: int) -> None:
         self._reactor = reactor
         self._pool = pool
+        self._hop = pool.submit if isinstance(pool, HopPool) else None
         self._max_backlog = max_backlog
         self.in_flight = 0
         #: Calls refused because the backlog was full (exported as a metric).
@@ -102,13 +227,22 @@ class PoolRunner:
             self.shed += 1
             return defer.fail(Unavailable("The server is busy; retry shortly.", retry_after=1))
         self.in_flight += 1
-        d: defer.Deferred[T] = deferToThreadPool(self._reactor, self._pool, f, *args)
+        if self._hop is None:
+            d: defer.Deferred[T] = deferToThreadPool(self._reactor, self._pool, f, *args)
+        else:
+            d = defer.Deferred()
+            call_from_thread = self._reactor.callFromThread
 
-        def done(result: Any) -> Any:
+            def done(ok: bool, result: Any) -> None:  # on the pool thread
+                call_from_thread(d.callback if ok else d.errback, result)
+
+            self._hop(f, args, done)
+
+        def finished(result: Any) -> Any:
             self.in_flight -= 1
             return result
 
-        d.addBoth(done)
+        d.addBoth(finished)
         return d
 
 
