@@ -124,3 +124,25 @@ def test_calls_before_start_wait_for_it_and_stop_finishes_the_queue() -> None:
     pool.callInThread(slow, 99)  # stopped: refused, as ThreadPool does
     time.sleep(0.05)
     assert 99 not in done
+
+
+def test_a_failed_call_nobody_waits_for_is_logged() -> None:
+    from twisted.logger import globalLogPublisher
+
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    pool = HopPool("test-hop", 1)
+    pool.start()
+    try:
+
+        def fail() -> None:
+            raise KeyError("lost")
+
+        pool.callInThreadWithCallback(None, fail)
+    finally:
+        pool.stop()  # finishes the queued call first
+        globalLogPublisher.removeObserver(events.append)
+    failures = [e for e in events if e.get("log_namespace") == "was_twisted.storage.threaded"]
+    assert len(failures) == 1
+    assert failures[0]["pool"] == "test-hop"
+    assert failures[0]["log_failure"].check(KeyError)

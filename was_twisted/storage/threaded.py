@@ -25,6 +25,7 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
@@ -46,6 +47,7 @@ from .base import (
 )
 
 T = TypeVar("T")
+_log = Logger(namespace="was_twisted.storage.threaded")
 
 #: Bodies up to this size are read in the same call that opens them (one hop).
 SMALL_BODY = 256 * 1024
@@ -166,9 +168,7 @@ class HopPool(ThreadPool):
             if done is not None:
                 done(ok, result)
             elif not ok:
-                from twisted.python import log
-
-                log.err(result)
+                _log.failure("{pool}: a call with no one waiting for it failed", result, pool=self.name)
             del done, result
 
     def stop(self) -> None:
