@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 import pytest_twisted
 from treq.testing import StubTreq
 from twisted.internet import reactor
@@ -19,7 +21,7 @@ from was_twisted.config import Settings
 from was_twisted.errors import Unavailable
 from was_twisted.operations import Operations
 from was_twisted.storage.memory import MemoryBackend
-from was_twisted.storage.threaded import AsyncStorage, PoolRunner
+from was_twisted.storage.threaded import AsyncStorage, HopPool, PoolRunner
 from was_twisted.web.app import WASApp
 
 
@@ -30,10 +32,15 @@ def api_over(backend: Any, run: Any) -> StubTreq:
     return StubTreq(WASApp(ops, "test").resource())
 
 
+@pytest.mark.parametrize(
+    "make_pool",
+    [lambda: ThreadPool(minthreads=1, maxthreads=2, name="test-pool"), lambda: HopPool("test-hop", 2)],
+    ids=["ThreadPool", "HopPool"],
+)
 @pytest_twisted.ensureDeferred
-async def test_pool_runner_sheds_load_past_its_backlog() -> None:
+async def test_pool_runner_sheds_load_past_its_backlog(make_pool: Callable[[], ThreadPool]) -> None:
     """With max_backlog calls in flight a new call fails at once with Unavailable; capacity comes back."""
-    pool = ThreadPool(minthreads=1, maxthreads=2, name="test-pool")
+    pool = make_pool()
     pool.start()
     release = threading.Event()
     try:

@@ -11,7 +11,6 @@ import pytest_twisted
 from twisted.internet import defer, reactor
 from twisted.internet.threads import deferToThreadPool
 
-from was_twisted.errors import Unavailable
 from was_twisted.storage.threaded import HopPool, PoolRunner, PoolService
 
 
@@ -74,26 +73,6 @@ async def test_at_most_max_threads_and_the_backlog_waits() -> None:
         await defer.gatherResults(calls)
         assert peak == 3
         assert len(pool.working) == 0
-    finally:
-        release.set()
-        pool.stop()
-
-
-@pytest_twisted.ensureDeferred
-async def test_it_sheds_load_like_any_pool() -> None:
-    pool = HopPool("test-hop", 2)
-    pool.start()
-    release = threading.Event()
-    try:
-        runner = PoolRunner(reactor, pool, max_backlog=2)
-        blocked = [runner(release.wait, 10) for _ in range(2)]
-        refused: list[Any] = []
-        runner(lambda: None).addErrback(refused.append)
-        assert refused and refused[0].check(Unavailable)
-        release.set()
-        for d in blocked:
-            assert await d is True
-        assert await runner(lambda: 42) == 42
     finally:
         release.set()
         pool.stop()
