@@ -56,6 +56,8 @@ SHORT = {
 }
 #: Baselines measured in this run (drawn plain); the others are stand-ins (drawn hatched).
 MEASURED = {"measured", "head-filesystem"}
+#: Which existing-server process a run's baseline was measured on (for its peak RSS).
+PROCESS = {"measured": "release", "memory-upper-bound": "release", "head-filesystem": "git head"}
 OURS_COLOR, EXISTING_COLOR = "#1f77b4", "#bbbbbb"
 
 
@@ -215,13 +217,15 @@ def markdown(result: dict[str, Any]) -> str:
         for r in result["small"]
         if r["concurrency"] == 16
     ]
-    existing_rss = {  # one figure per existing process (release, git head), named by its baseline
-        SHORT[r["baseline"]]: r["existing"]["peak_rss_mib"]
+    existing_rss = {  # one figure per existing process: the release (memory rows, upper bound), the head
+        PROCESS[r["baseline"]]: r["existing"]["peak_rss_mib"]
         for r in result["small"]
-        if (r.get("existing") or {}).get("peak_rss_mib")
+        if r["baseline"] in PROCESS and (r.get("existing") or {}).get("peak_rss_mib")
     }
     out += ["", "Peak RSS of ours (MiB, VmHWM at the end of its section): " + ", ".join(rss)]
-    if existing_rss:
+    if len(existing_rss) == 1:
+        out[-1] += f"; the existing server: {fmt(next(iter(existing_rss.values())))}."
+    elif existing_rss:
         out[-1] += "; the existing server: " + ", ".join(f"{fmt(v)} ({k})" for k, v in existing_rss.items())
         out[-1] += "."
     samples = [
