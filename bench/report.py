@@ -4,13 +4,16 @@ One command::
 
     python bench/report.py                    # ~8 minutes: 3 rounds of 10 s cells, results in bench/results/
     python bench/report.py --quick --out /tmp/r   # smoke run, ~1 minute
+    python bench/report.py --s3 '' --large-sizes '' --existing-head-python ~/venv-head/bin/python
 
 It measures, side by side, ``twistd -n was`` ("ours") and the existing server
-(``wallet-attached-storage-server`` 0.1.0 under uvicorn, which has only a memory backend):
+(``wallet-attached-storage-server`` 0.1.0 from PyPI under uvicorn, which has only a memory backend;
+with ``--existing-head-python`` also its git head, which has a filesystem backend):
 
 * memory and filesystem: ours (memory; filesystem in a fresh directory, durable as shipped) and
-  the existing server's memory backend, all three started once and measured in alternating
-  rounds (the order rotates every round) at concurrency 1 and 16;
+  the existing server's memory backend (and, when given, its git head on its filesystem backend
+  in a fresh directory), all started once and measured in alternating rounds (the order rotates
+  every round) at concurrency 1 and 16;
 * s3 on moto and on Ceph RGW, each behind ``bench/latency_proxy.py`` adding 20 ms to every S3
   response: ours, against ``bench/s3_bench.py``'s constant for the existing server;
 * large objects: ``bench/large_bench.py`` (ours on s3 against boto3 straight to moto).
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -36,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from large_bench import measure as measure_large
-from report_env import load_average, machine, versions
+from report_env import existing_head, load_average, machine, versions
 from report_write import update_readme, write_report
 from run import (
     REPO_ROOT,
@@ -124,10 +128,12 @@ def log(message: str) -> None:
 class Local:
     """One server on a free port with one provisioned space."""
 
-    def __init__(self, name: str, kind: str, env: dict[str, str], workdir: Path) -> None:
+    def __init__(
+        self, name: str, kind: str, env: dict[str, str], workdir: Path, python: str | None = None
+    ) -> None:
         self.name = name
         self.port = free_port()
-        cmd, base_env = server_command(kind, self.port)
+        cmd, base_env = server_command(kind, self.port, python)
         self.log_path = workdir / f"{name}.log"
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
@@ -151,7 +157,12 @@ class Local:
 
 
 def bench_local(args: argparse.Namespace, workdir: Path, failures: dict[str, str]) -> list[dict[str, Any]]:
-    """Ours on memory and on filesystem, and the existing server (memory), in alternating rounds."""
+    """Ours on memory and on filesystem, the existing server (memory) and, when given, its git head
+    (filesystem), in alternating rounds.
+
+    The filesystem rows' baseline is the head on its filesystem backend when it runs, else the
+    release's memory backend as an upper bound; the memory rows' is the release's memory backend.
+    """
     (workdir / "fs-data").mkdir(parents=True)
     servers: list[Local] = []
     try:
@@ -168,6 +179,16 @@ def bench_local(args: argparse.Namespace, workdir: Path, failures: dict[str, str
             servers.append(Local("existing", "reference", {}, workdir))
         except (RuntimeError, OSError) as exc:  # ours is still measured; the report says why not it
             failures["the existing server"] = str(exc)
+        if args.existing_head_python:
+            head_data = workdir / "head-fs-data"
+            head_data.mkdir()
+            head_env = {"WAS_STORAGE_BACKEND": "filesystem", "WAS_STORAGE_ROOT_DIR": str(head_data)}
+            try:
+                servers.append(
+                    Local("existing-head", "reference", head_env, workdir, python=args.existing_head_python)
+                )
+            except (RuntimeError, OSError) as exc:  # as above; its rows fall back to the upper bound
+                failures["the existing server's git head"] = str(exc)
         pids = [s.proc.pid for s in servers]
         for rnd in range(args.rounds):
             order = servers[rnd % len(servers) :] + servers[: rnd % len(servers)]
@@ -186,15 +207,21 @@ def bench_local(args: argparse.Namespace, workdir: Path, failures: dict[str, str
         for s in servers:
             stop(s.proc)
     by_name = {s.name: s for s in servers}
-    existing = by_name.get("existing")
+    release, head = by_name.get("existing"), by_name.get("existing-head")
+    missing: tuple[str, Local | None] = ("missing", None)
+    baselines = {"memory": ("measured", release) if release else missing}
+    if head:
+        baselines["filesystem"] = ("head-filesystem", head)
+    else:
+        baselines["filesystem"] = ("memory-upper-bound", release) if release else missing
     rows = []
-    for backend, baseline in (("memory", "measured"), ("filesystem", "memory-upper-bound")):
+    for backend, (baseline, existing) in baselines.items():
         for conc in CONCURRENCIES:
             rows.append(
                 {
                     "backend": backend,
                     "concurrency": conc,
-                    "baseline": baseline if existing else "missing",
+                    "baseline": baseline,
                     "ours": by_name[f"ours-{backend}"].series[conc],
                     "existing": existing.series[conc] if existing else None,
                 }
@@ -261,10 +288,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--duration", type=float, default=10.0, help="measured seconds per cell")
     ap.add_argument("--latency-ms", type=float, default=20.0, help="added to every S3 response")
     ap.add_argument(
-        "--s3", default=None, help="comma list of moto, ceph (default: both if Ceph is installed)"
+        "--s3",
+        default=None,
+        help="comma list of moto, ceph (default: both if Ceph is installed; empty: none, so with "
+        "--large-sizes '' only the memory and filesystem section runs)",
     )
     ap.add_argument(
         "--large-sizes", help="large-object sizes in MiB, comma list (default 64,256; empty: none)"
+    )
+    ap.add_argument(
+        "--existing-head-python",
+        metavar="PYTHON",
+        help="the interpreter of a venv holding the existing server's git head (pip install -e CHECKOUT): "
+        "it runs on its filesystem backend and becomes the filesystem rows' baseline",
     )
     ap.add_argument(
         "--quick",
@@ -298,6 +334,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.sizes = [int(s) for s in args.large_sizes.split(",") if s.strip()]
     except ValueError:
         ap.error("--large-sizes must be a comma list of MiB, such as 64,256")
+    args.existing_head = None
+    if args.existing_head_python and not args.from_json:
+        # Absolute (the servers run in the work directory) but not resolved: a venv's python is a symlink.
+        args.existing_head_python = os.path.abspath(os.path.expanduser(args.existing_head_python))
+        try:
+            args.existing_head = existing_head(args.existing_head_python)
+        except ValueError as exc:
+            ap.error(f"--existing-head-python: {exc}")
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -330,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "command": command,
             "machine": machine(),
-            "versions": versions(args.s3_kinds),
+            "versions": versions(args.s3_kinds, args.existing_head),
             "rounds": args.rounds,
             "duration_s": args.duration,
             "warmup_s": WARMUP_S,

@@ -24,7 +24,16 @@ from typing import Any
 
 #: What the existing server's figure in a row is, in words (the report says it for every row).
 BASELINES = {
-    "measured": "the existing server's memory backend, measured in this run",
+    "measured": (
+        'the existing server\'s memory backend (its release, "wallet-attached-storage-server" in '
+        "Versions), measured in this run"
+    ),
+    "head-filesystem": (
+        'the existing server\'s git head ("wallet-attached-storage-server git head" in Versions: '
+        "its version and commit) on its filesystem backend in a fresh directory, measured in this "
+        "run in the same alternating rounds; like for like in work done, not in durability: see "
+        "bench/README.rst for what each writes to disk and whether it flushes before answering"
+    ),
     "memory-upper-bound": (
         "the existing server's memory backend, measured in this run: it has no filesystem backend "
         "in 0.1.0, and its memory backend is an upper bound for its filesystem speed"
@@ -39,11 +48,16 @@ BASELINES = {
     "missing": "not measured: the existing server did not start (see Not measured)",
 }
 SHORT = {
-    "measured": "measured",
+    "measured": "release, memory",
+    "head-filesystem": "git head, filesystem",
     "memory-upper-bound": "its memory (upper bound)",
     "constant": "constant",
     "missing": "none",
 }
+#: Baselines measured in this run (drawn plain); the others are stand-ins (drawn hatched).
+MEASURED = {"measured", "head-filesystem"}
+#: Which existing-server process a run's baseline was measured on (for its peak RSS).
+PROCESS = {"measured": "release", "memory-upper-bound": "release", "head-filesystem": "git head"}
 OURS_COLOR, EXISTING_COLOR = "#1f77b4", "#bbbbbb"
 
 
@@ -203,17 +217,17 @@ def markdown(result: dict[str, Any]) -> str:
         for r in result["small"]
         if r["concurrency"] == 16
     ]
-    existing_rss = next(
-        (
-            r["existing"]["peak_rss_mib"]
-            for r in result["small"]
-            if (r.get("existing") or {}).get("peak_rss_mib")
-        ),
-        None,
-    )
+    existing_rss = {  # one figure per existing process: the release (memory rows, upper bound), the head
+        PROCESS[r["baseline"]]: r["existing"]["peak_rss_mib"]
+        for r in result["small"]
+        if r["baseline"] in PROCESS and (r.get("existing") or {}).get("peak_rss_mib")
+    }
     out += ["", "Peak RSS of ours (MiB, VmHWM at the end of its section): " + ", ".join(rss)]
-    if existing_rss:
-        out[-1] += f"; the existing server: {fmt(existing_rss)}."
+    if len(existing_rss) == 1:
+        out[-1] += f"; the existing server: {fmt(next(iter(existing_rss.values())))}."
+    elif existing_rss:
+        out[-1] += "; the existing server: " + ", ".join(f"{fmt(v)} ({k})" for k, v in existing_rss.items())
+        out[-1] += "."
     samples = [
         f"- {row_figures(r)['label']} {who}: {sample}"
         for r in result["small"]
@@ -291,8 +305,8 @@ def charts(result: dict[str, Any], out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     figs = [row_figures(r) for r in result["small"]]
-    labels = [f["label"] for f in figs]
-    hatched = [f["baseline"] != "measured" for f in figs]
+    labels = [f"{f['label']}\nvs {SHORT[f['baseline']]}" for f in figs]  # which existing figure each bar is
+    hatched = [f["baseline"] not in MEASURED for f in figs]
     date = result["meta"]["date"][:10]
     written = []
     for name, key_o, key_e, ylabel, log in (

@@ -249,12 +249,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def server_command(name: str, port: int) -> tuple[list[str], dict[str, str]]:
-    """Command line and environment for each server: the reference in memory, ours on ``OURS_BACKEND``."""
+def server_command(name: str, port: int, python: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """Command line and environment for each server: the reference in memory, ours on ``OURS_BACKEND``.
+
+    ``python``: the interpreter that runs the reference (default this one), so that a checkout of
+    the existing server in a venv of its own can be measured beside the release installed here.
+    """
     env = dict(os.environ)
     if name == "reference":
         cmd = [
-            sys.executable,
+            python or sys.executable,
             "-m",
             "uvicorn",
             "was_server:app",
