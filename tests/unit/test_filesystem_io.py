@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -110,6 +110,20 @@ def test_first_write_makes_resources_and_flushes_its_new_name(tmp_path: Path) ->
     assert len(flush.calls) == 2
 
 
+class _Meanwhile(io.BytesIO):
+    """A body that runs ``action`` each time a read returns bytes: the space changes while it is copied."""
+
+    def __init__(self, data: bytes, action: Callable[[], None]) -> None:
+        super().__init__(data)
+        self._action = action
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        if chunk:
+            self._action()
+        return chunk
+
+
 def test_a_write_into_a_deleted_space_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
     """The space going while a body is copied: the renames fail, the write is SpaceMissing."""
     from was_twisted.storage.base import SpaceMissing
@@ -117,15 +131,11 @@ def test_a_write_into_a_deleted_space_is_refused_and_leaves_nothing(tmp_path: Pa
     backend = _backend(tmp_path)
     backend.write_resource("s1", "/a", io.BytesIO(b"1"), "text/plain", allow)
 
-    class Deleting(io.BytesIO):
-        def read(self, size: int | None = -1) -> bytes:
-            chunk = super().read(size)
-            if chunk:
-                backend.delete_space("s1", allow)
-            return chunk
+    def delete() -> None:
+        backend.delete_space("s1", allow)
 
     with pytest.raises(SpaceMissing):
-        backend.write_resource("s1", "/b", Deleting(b"2"), "text/plain", allow)
+        backend.write_resource("s1", "/b", _Meanwhile(b"2", delete), "text/plain", allow)
     assert backend.get_space("s1") is None
     assert not (tmp_path / "data" / "spaces" / "s1").exists()
 
@@ -138,19 +148,17 @@ def test_a_write_into_a_space_deleted_and_made_again_is_refused(tmp_path: Path, 
     backend = _backend(tmp_path)
     backend.write_resource("s1", "/a", io.BytesIO(b"1"), "text/plain", allow)
 
-    class Recreating(io.BytesIO):
-        def read(self, size: int | None = -1) -> bytes:
-            chunk = super().read(size)
-            if chunk:
-                backend.delete_space("s1", allow)
-                record = SpaceRecord(space_id="s1", id="s1", controller="did:x")
-                backend.put_space("s1", lambda current: record)
-                backend.write_resource("s1", "/other", io.BytesIO(b"new"), "text/plain", allow)
-            return chunk
+    def recreate() -> None:
+        backend.delete_space("s1", allow)
+        record = SpaceRecord(space_id="s1", id="s1", controller="did:x")
+        backend.put_space("s1", lambda current: record)
+        backend.write_resource("s1", "/other", io.BytesIO(b"new"), "text/plain", allow)
 
     condition = Condition(if_match=None, if_none_match=True) if conditional else None
     with pytest.raises(SpaceMissing):
-        backend.write_resource("s1", "/b", Recreating(b"2"), "text/html", allow, condition=condition)
+        backend.write_resource(
+            "s1", "/b", _Meanwhile(b"2", recreate), "text/html", allow, condition=condition
+        )
     space = backend.get_space("s1")
     assert space is not None and space.controller == "did:x"
     assert backend.read_resource("s1", "/b") == (space, None)
